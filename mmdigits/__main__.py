@@ -1,0 +1,5 @@
+"""`python -m mmdigits` (also what torchrun runs with `-m mmdigits`)."""
+
+from mmdigits.cli import run
+
+run()

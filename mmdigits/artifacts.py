@@ -1,0 +1,54 @@
+"""Atomic writes: every artifact goes to a temporary file in its folder, then is renamed.
+
+A crash, a kill or a failed write therefore leaves the previous file intact, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write a text file atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    """Write JSON atomically, indented for people to read."""
+    return write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def save_figure(figure: Any, path: Path, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format=Path(path).suffix[1:] or "png")
+    plt.close(figure)
+    return Path(path)

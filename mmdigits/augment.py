@@ -1,0 +1,110 @@
+"""Batched, digit-safe distortions on tensors (no flips: a flipped 2 or 5 is another glyph).
+
+Used for training augmentation, test-time augmentation and the shipped data generator, so the
+same code decides what a "small" rotation or a "strong" noise is everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def random_affine(
+    image: torch.Tensor,  # (B, 28, 28)
+    generator: torch.Generator | None = None,
+    degrees: float = 12.0,
+    scale: float = 0.12,
+    shear: float = 0.15,
+    shift: float = 0.1,
+    elastic: float = 0.0,
+) -> torch.Tensor:
+    """Random rotation/scale/shear/translation (+ optional elastic warp) per image."""
+    batch = image.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(batch, generator=generator, device=image.device) * (high - low) + low
+
+    angle = uniform(-degrees, degrees) * math.pi / 180
+    zoom = uniform(1 - scale, 1 + scale)
+    shear_x = uniform(-shear, shear)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin + shear_x * cos, uniform(-shift, shift) * 2], dim=1),
+            torch.stack([sin, cos + shear_x * sin, uniform(-shift, shift) * 2], dim=1),
+        ],
+        dim=1,
+    )  # (B, 2, 3), maps output coordinates to input coordinates in [-1, 1]
+    grid = F.affine_grid(theta, (batch, 1, *image.shape[1:]), align_corners=False)
+    if elastic > 0:
+        grid = grid + smooth_displacement(batch, image.shape[1:], elastic, generator, image.device)
+    warped = F.grid_sample(image.unsqueeze(1), grid, align_corners=False, padding_mode="zeros")
+    return warped.squeeze(1)
+
+
+def smooth_displacement(
+    batch: int, size: torch.Size, strength: float, generator: torch.Generator | None, device
+) -> torch.Tensor:
+    """Gaussian-smoothed random displacement field (B, H, W, 2) in grid units: elastic warping."""
+    field = torch.randn(batch, 2, *size, generator=generator, device=device)
+    radius = torch.arange(-6, 7, device=device, dtype=torch.float32)
+    kernel = torch.exp(-(radius**2) / (2 * 3.0**2))
+    kernel = kernel / kernel.sum()
+    field = F.conv2d(field.reshape(-1, 1, *size), kernel.view(1, 1, 1, -1), padding=(0, 6))
+    field = F.conv2d(field, kernel.view(1, 1, -1, 1), padding=(6, 0)).reshape(batch, 2, *size)
+    field = field / (field.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
+    return (field * strength / size[0]).permute(0, 2, 3, 1)
+
+
+def shift_frames(audio: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shift each clip by up to `max_shift` frames in time, repeating the edge frame."""
+    batch, frames, _ = audio.shape
+    offsets = torch.randint(-max_shift, max_shift + 1, (batch, 1), generator=generator, device=audio.device)
+    source = (torch.arange(frames, device=audio.device).unsqueeze(0) - offsets).clamp(0, frames - 1)
+    return torch.gather(audio, 1, source.unsqueeze(-1).expand_as(audio))
+
+
+def mask_blocks(
+    audio: torch.Tensor, max_frames: int, max_coeffs: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """SpecAugment-style: zero one random run of frames and one of coefficients per clip."""
+    batch, frames, coeffs = audio.shape
+    device = audio.device
+
+    def band(length: int, width: int) -> torch.Tensor:
+        size = torch.randint(0, width + 1, (batch, 1), generator=generator, device=device)
+        start = (torch.rand(batch, 1, generator=generator, device=device) * (length - size + 1)).long()
+        position = torch.arange(length, device=device).unsqueeze(0)
+        return (position >= start) & (position < start + size)  # (B, length)
+
+    keep = ~(band(frames, max_frames).unsqueeze(2) | band(coeffs, max_coeffs).unsqueeze(1))
+    return audio * keep
+
+
+def occlude(
+    image: torch.Tensor, min_side: int, max_side: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Cover one random square per image with random grey noise (a blot or a finger)."""
+    batch, height, width = image.shape
+    device = image.device
+    side = torch.randint(min_side, max_side + 1, (batch, 1, 1), generator=generator, device=device)
+    top = (torch.rand(batch, 1, 1, generator=generator, device=device) * (height - side + 1)).long()
+    left = (torch.rand(batch, 1, 1, generator=generator, device=device) * (width - side + 1)).long()
+    rows = torch.arange(height, device=device).view(1, -1, 1)
+    cols = torch.arange(width, device=device).view(1, 1, -1)
+    inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+    blot = torch.rand(image.shape, generator=generator, device=device)
+    return torch.where(inside, blot, image)
+
+
+def add_noise(
+    values: torch.Tensor, std: torch.Tensor | float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Add Gaussian noise (std per sample or scalar) and clip to [0, 1], the inputs' range."""
+    if isinstance(std, torch.Tensor):
+        std = std.view(-1, *([1] * (values.dim() - 1)))
+    noise = torch.randn(values.shape, generator=generator, device=values.device)
+    return (values + noise * std).clamp(0.0, 1.0)

@@ -1,0 +1,93 @@
+"""Checkpoints: the only contract between `train` and `predict`/`tsne`/`analyze`.
+
+A checkpoint is a dict of plain values and tensors (loadable with weights_only=True): format
+version, model name and arguments, state_dict, config, normalisation, metrics, torch version,
+and for resuming the optimizer, scheduler and epoch.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmdigits.artifacts import atomic_path
+from mmdigits.errors import CheckpointError
+from mmdigits.models import MultimodalNet, create_model
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
+    """Write atomically: a kill mid-save leaves the previous checkpoint intact."""
+    payload = {"format_version": FORMAT_VERSION, "torch_version": str(torch.__version__), **payload}
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
+    return Path(path)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with weights_only=True (never falling back to full unpickling) and validate."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; pass a .pth file (for example {path}/best.pth)")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        lines = [line.strip() for line in str(error).splitlines() if "WeightsUnpickler error" in line]
+        reason = (lines[0].split(":", 1)[1].strip() if lines else str(error).strip().splitlines()[0])[:160]
+        if "global" in reason.lower():  # a class or function, which only full unpickling would run
+            raise CheckpointError(f"{path}: refused: it asks to run code, not just load tensors ({reason})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason or 'corrupt pickle'})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(f"{path}: not an mmdigits checkpoint (no format_version)")
+    version = payload["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version} is newer than this mmdigits reads ({FORMAT_VERSION}); "
+            "upgrade mmdigits"
+        )
+    for key in ("model", "model_kwargs", "state_dict"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: incomplete checkpoint (no '{key}')")
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint") -> MultimodalNet:
+    """Rebuild the model the checkpoint describes, weights loaded, in eval mode."""
+    try:
+        model = create_model(payload["model"], **payload["model_kwargs"])
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, KeyError) as error:
+        reason = str(error).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{path}: weights do not fit model '{payload['model']}' ({reason})") from None
+    return model.eval()
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[MultimodalNet, dict[str, Any]]:
+    """A checkpoint file -> (model on `device` in eval mode, its metadata)."""
+    payload = load_checkpoint(path)
+    model = model_from_checkpoint(payload, path).to(device)
+    return model, payload
+
+
+def resolve_checkpoints(paths: list[Path]) -> list[Path]:
+    """Files stay; a folder stands for every best.pth under it (a run, or a CV folder of runs)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            members = sorted(path.glob("**/best.pth"))
+            if not members:
+                raise CheckpointError(f"{path}: folder holds no best.pth")
+            found.extend(members)
+        else:
+            found.append(path)
+    return found

@@ -1,0 +1,456 @@
+"""The command line: the only place that reads argv, prints results and maps errors to exit codes.
+
+Heavy imports (torch, sklearn) happen inside the commands so that `mmdigits --help` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmdigits import __version__
+from mmdigits.config import DEFAULT_MODEL, TrainConfig
+from mmdigits.errors import MmdigitsError, UsageError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(
+    help="Multimodal digit classification: handwritten image + spoken digit, trained together.",
+    context_settings=CONTEXT,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Make datasets in the competition's format.", context_settings=CONTEXT, no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+stdout = Console(highlight=False, soft_wrap=True)  # results
+DEFAULT_CHECKPOINT = Path(f"runs/{DEFAULT_MODEL}/best.pth")
+
+
+def friendly(command):
+    """Turn the project's errors into one line on stderr and an exit code; MMDIGITS_DEBUG=1 shows
+    the traceback instead."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MmdigitsError as error:
+            if os.environ.get("MMDIGITS_DEBUG"):
+                raise
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(2 if isinstance(error, UsageError) else 1) from None
+        except KeyboardInterrupt:
+            if os.environ.get("MMDIGITS_DEBUG"):
+                raise
+            typer.echo("Interrupted.", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"mmdigits {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Multimodal digit classification: handwritten image + spoken digit, trained together."""
+
+
+# Options shared by several commands
+DataOption = Annotated[Path, typer.Option("--data", help="Folder with the competition's .npy/.csv files.")]
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
+CheckpointsOption = Annotated[
+    list[Path],
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="A .pth file, or a folder of runs (every best.pth under it). "
+        "Repeat to average an ensemble's probabilities.",
+    ),
+]
+
+
+@app.command()
+@friendly
+def train(
+    data: DataOption = Path("."),
+    model: Annotated[str, typer.Option(help="Registered model name; see `mmdigits models`.")] = DEFAULT_MODEL,
+    epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = TrainConfig.epochs,
+    batch_size: Annotated[int, typer.Option(help="Pairs per optimisation step.")] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule (AdamW).")] = TrainConfig.lr,
+    seed: Annotated[int, typer.Option(help="Seed for the split, initialisation, shuffles and augmentation.")] = 0,
+    device: DeviceOption = "auto",
+    val_fraction: Annotated[float, typer.Option(help="Share held out for validation (0 trains on all).")] = 0.2,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder [default: runs/<model>].")] = None,
+    modality_dropout: Annotated[float, typer.Option(help="Chance of blanking one modality of a pair.")] = (
+        TrainConfig.modality_dropout
+    ),
+    aux_weight: Annotated[float, typer.Option(help="Weight of the per-modality heads' loss (0: off).")] = (
+        TrainConfig.aux_weight
+    ),
+    augment: Annotated[bool, typer.Option(help="Affine image warps, MFCC frame shifts/masks, input noise.")] = True,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = TrainConfig.label_smoothing,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = TrainConfig.weight_decay,
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16 (autocast).")] = "auto",
+    patience: Annotated[int, typer.Option(help="Stop after N epochs without a better val F1; 0: never.")] = 0,
+    max_samples: Annotated[int, typer.Option(help="Use only the first N training rows (quick trials).")] = 0,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic kernels (GPU).")] = False,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue from a run's last.pth.")] = None,
+) -> None:
+    """Train a model on x_train_wr.npy / x_train_sp.npy / y_train.csv; writes best.pth and last.pth."""
+    from mmdigits.checkpoint import load_checkpoint
+    from mmdigits.reporting import console, epoch_line, progress_bar
+    from mmdigits.runs import train_run
+
+    resume_payload = None
+    if resume is not None:
+        resume_payload = load_checkpoint(resume)
+        if "optimizer" not in resume_payload:
+            raise UsageError(f"--resume {resume}: holds no optimizer state; resume from a run's last.pth")
+        config = TrainConfig.from_dict(resume_payload["config"])
+        console.print(f"resuming {config.model} from {resume} after epoch {resume_payload['epoch']}")
+    else:
+        config = TrainConfig(
+            data=str(data),
+            model=model,
+            out=str(out or ""),
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+            val_fraction=val_fraction,
+            seed=seed,
+            device=device,
+            precision=precision,
+            augment=augment,
+            modality_dropout=modality_dropout,
+            aux_weight=aux_weight,
+            patience=patience,
+            max_samples=max_samples,
+            compile=compile,
+            deterministic=deterministic,
+        )
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    with progress_bar("training") as advance:
+
+        def on_epoch(row, result):
+            console.print(epoch_line(row, best=result.best_epoch == row["epoch"]))
+
+        try:
+            summary = train_run(config, resume_payload, log=console.print, on_epoch=on_epoch, on_batch=advance)
+        except KeyboardInterrupt:
+            last = Path(config.out) / "last.pth"
+            hint = f"; resume with: mmdigits train --resume {last}" if last.exists() else ""
+            typer.echo(f"Interrupted: {last if last.exists() else 'no epoch finished'}{hint}", err=True)
+            raise typer.Exit(130) from None
+    best = summary.result.history[summary.result.best_epoch - 1]
+    stdout.print(
+        f"best epoch {summary.result.best_epoch}: "
+        + ", ".join(f"{key} {best[key]:.4f}" for key in ("val_acc", "val_f1") if key in best)
+    )
+    stdout.print(f"wrote {summary.out}/best.pth, last.pth, metrics.csv, loss_acc.png, config.json")
+
+
+def load_ensemble(checkpoints: list[Path], device: str):
+    """Resolve checkpoint paths and load every model onto the chosen device."""
+    from mmdigits.checkpoint import load_model, resolve_checkpoints
+    from mmdigits.runtime import pick_device
+
+    torch_device = pick_device(device)
+    models = [load_model(path, torch_device)[0] for path in resolve_checkpoints(checkpoints)]
+    return models, torch_device
+
+
+@app.command()
+@friendly
+def predict(
+    checkpoint: CheckpointsOption = [DEFAULT_CHECKPOINT],  # noqa: B006 (typer reads the default)
+    data: DataOption = Path("."),
+    out: Annotated[Path, typer.Option(help="Submission CSV to write.")] = Path("submission.csv"),
+    label_column: Annotated[str, typer.Option(help="Name of the prediction column.")] = "label",
+    probs: Annotated[Optional[Path], typer.Option(help="Also write class probabilities here.")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Average over digit-safe test-time augmentations.")] = False,
+    image: Annotated[Optional[Path], typer.Option(help="Classify one picture (PNG/JPEG) instead...")] = None,
+    audio: Annotated[Optional[Path], typer.Option(help="...with one recording (WAV).")] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Predict the test set (x_test_wr.npy, x_test_sp.npy) into a Kaggle submission CSV."""
+    import numpy as np
+
+    from mmdigits.data import load_test
+    from mmdigits.inference import ensemble_probabilities
+    from mmdigits.submission import write_probabilities, write_submission
+
+    if (image is None) != (audio is None):
+        raise UsageError("--image and --audio go together: give both, or neither to predict the test set")
+    models, torch_device = load_ensemble(checkpoint, device)
+    if image is not None:
+        image_vector, audio_vector = featurize_pair(image, audio)
+        probabilities = ensemble_probabilities(
+            models, image_vector.reshape(1, 28, 28), audio_vector.reshape(1, 39, 13), torch_device, tta=tta
+        )[0]
+        stdout.print(f"digit {int(probabilities.argmax())}  (p = {float(probabilities.max()):.3f})")
+        stdout.print("  ".join(f"{digit}: {float(p):.3f}" for digit, p in enumerate(probabilities)))
+        return
+    test = load_test(data)
+    probabilities = ensemble_probabilities(models, test.image, test.audio, torch_device, tta=tta).numpy()
+    predictions = probabilities.argmax(axis=1)
+    write_submission(out, predictions, label_column)
+    if probs is not None:
+        write_probabilities(probs, probabilities)
+    counts = np.bincount(predictions, minlength=10)
+    stdout.print(
+        f"wrote {out}: {len(predictions)} rows ({len(models)} model{'s' * (len(models) > 1)}{', TTA' if tta else ''})"
+    )
+    stdout.print("predicted digits: " + "  ".join(f"{digit}:{count}" for digit, count in enumerate(counts)))
+    stdout.print(
+        f'submit: kaggle competitions submit -c sp24-tamu-csce-633-600-machine-learning -f {out} -m "mmdigits"'
+    )
+
+
+def featurize_pair(image: Path, audio: Path):
+    from mmdigits.features import read_digit_image, read_spoken_digit
+    from mmdigits.synth import spoken_digit_table
+
+    return read_digit_image(image), read_spoken_digit(audio, spoken_digit_table())
+
+
+@app.command()
+@friendly
+def featurize(
+    image: Annotated[Path, typer.Option(help="A picture of one digit (PNG/JPEG).")],
+    audio: Annotated[Path, typer.Option(help="A recording of one spoken digit (WAV).")],
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write x_test_wr.npy / x_test_sp.npy.")] = None,
+) -> None:
+    """Turn a real picture and recording into the competition's 784 and 507 vectors."""
+    import numpy as np
+
+    from mmdigits.synth import save_npy
+
+    image_vector, audio_vector = featurize_pair(image, audio)
+    if out is not None:
+        save_npy(out / "x_test_wr.npy", image_vector.reshape(1, 28, 28).astype(np.float64))
+        save_npy(out / "x_test_sp.npy", audio_vector.reshape(1, 507).astype(np.float64))
+        stdout.print(f"wrote {out}/x_test_wr.npy (1, 28, 28) and {out}/x_test_sp.npy (1, 507)")
+    stdout.print(
+        f"image: 784 values, mean {image_vector.mean():.3f}; audio: 507 values, mean {audio_vector.mean():.3f}"
+    )
+
+
+@app.command()
+@friendly
+def tsne(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A trained .pth file.")] = DEFAULT_CHECKPOINT,
+    data: DataOption = Path("."),
+    split: Annotated[str, typer.Option(help="val (the checkpoint's own validation split), test or train.")] = "val",
+    samples: Annotated[int, typer.Option(help="Points to embed (a random subset).")] = 5000,
+    out: Annotated[Path, typer.Option(help="Folder for the PNGs and coordinates CSV.")] = Path("plots"),
+    seed: Annotated[int, typer.Option(help="Seed for the subset, t-SNE and k-means.")] = 0,
+    labels: Annotated[Optional[Path], typer.Option(help="Labels CSV for the test split (colours by digit).")] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """t-SNE maps and k-means clusters of the image, audio and fused embeddings."""
+    import numpy as np
+    import pandas as pd
+
+    from mmdigits.artifacts import atomic_path
+    from mmdigits.checkpoint import load_model
+    from mmdigits.data import load_test, load_train, read_labels
+    from mmdigits.embeddings import cluster, cluster_scores, embeddings_for, plot_map, tsne_2d
+    from mmdigits.reporting import console
+    from mmdigits.runs import split_for
+    from mmdigits.runtime import pick_device
+
+    if split not in ("val", "test", "train"):
+        raise UsageError(f"--split {split}: choose val, test or train")
+    if samples < 10:
+        raise UsageError("--samples must be at least 10")
+    torch_device = pick_device(device)
+    model, payload = load_model(checkpoint, torch_device)
+    if split == "test":
+        chosen = load_test(data)
+        if labels is not None:
+            chosen.labels = read_labels(labels, rows=len(chosen))
+    else:
+        config = TrainConfig.from_dict({**payload["config"], "data": str(data)})
+        train_part, val_part, _ = split_for(config, load_train(data))
+        chosen = val_part if split == "val" and val_part is not None else train_part
+    rows = np.random.default_rng(seed).permutation(len(chosen))[:samples]
+    chosen = chosen.subset(np.sort(rows))
+    console.print(f"embedding {len(chosen)} {split} pairs with {payload['model']}")
+    embeddings = embeddings_for(model, chosen.image, chosen.audio, torch_device)
+    table = Table(title=f"k-means (k=10) on the {split} embeddings vs the true digits")
+    for column in ("embedding", "dims", "NMI", "ARI", "purity"):
+        table.add_column(column, justify="right" if column != "embedding" else "left")
+    coordinates = {}
+    for name, embedding in embeddings.items():
+        with console.status(f"t-SNE of the {name} embedding ({embedding.shape[1]} dims)..."):
+            coords = tsne_2d(embedding, seed)
+        clusters = cluster(embedding, seed)
+        coordinates |= {f"{name}_x": coords[:, 0], f"{name}_y": coords[:, 1], f"{name}_cluster": clusters}
+        plot_map(
+            out / f"{name}.png", coords, clusters, chosen.labels, f"{payload['model']}: {name} embedding ({split})"
+        )
+        if chosen.labels is not None:
+            scores = cluster_scores(clusters, chosen.labels)
+            table.add_row(name, str(embedding.shape[1]), *(f"{scores[key]:.3f}" for key in ("nmi", "ari", "purity")))
+    frame = pd.DataFrame(coordinates)
+    if chosen.labels is not None:
+        frame.insert(0, "label", chosen.labels)
+    with atomic_path(out / "tsne_coordinates.csv") as temporary:
+        frame.to_csv(temporary, index=False, float_format="%.4f")
+    if chosen.labels is not None:
+        stdout.print(table)
+    stdout.print(
+        f"wrote {', '.join(str(out / f'{name}.png') for name in embeddings)} and {out / 'tsne_coordinates.csv'}"
+    )
+
+
+@app.command()
+@friendly
+def evaluate(
+    checkpoint: CheckpointsOption = [DEFAULT_CHECKPOINT],  # noqa: B006
+    data: DataOption = Path("."),
+    labels: Annotated[Path, typer.Option(help="row_id,label[,condition] CSV for the test files.")] = Path("y_test.csv"),
+    out: Annotated[Path, typer.Option(help="Folder for confusion_matrix.png and per_class.csv.")] = Path("evaluation"),
+    tta: Annotated[bool, typer.Option("--tta", help="Average over digit-safe test-time augmentations.")] = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """Score a model (or ensemble) on labelled test files: accuracy, macro F1, per class and condition."""
+    from mmdigits.artifacts import atomic_path
+    from mmdigits.data import load_test, read_label_table
+    from mmdigits.errors import DataError
+    from mmdigits.evaluation import plot_confusion, report
+    from mmdigits.inference import ensemble_probabilities
+
+    models, torch_device = load_ensemble(checkpoint, device)
+    test = load_test(data)
+    table = read_label_table(labels)
+    if len(table) != len(test):
+        raise DataError(f"{labels}: {len(table)} labels, but the test files have {len(test)} rows")
+    predictions = ensemble_probabilities(models, test.image, test.audio, torch_device, tta=tta).numpy().argmax(axis=1)
+    truth = table["label"].to_numpy()
+    conditions = table["condition"].astype(str).to_numpy() if "condition" in table.columns else None
+    result = report(predictions, truth, conditions)
+    print_report(result, title=f"{len(test)} test pairs, {len(models)} model(s){' + TTA' if tta else ''}")
+    plot_confusion(out / "confusion_matrix.png", predictions, truth, "confusion matrix (test)")
+    with atomic_path(out / "per_class.csv") as temporary:
+        result.classes.to_csv(temporary, index=False, float_format="%.4f")
+    stdout.print(f"wrote {out / 'confusion_matrix.png'} and {out / 'per_class.csv'}")
+
+
+def print_report(result, title: str) -> None:
+    stdout.print(
+        f"[bold]{title}[/bold]: accuracy {result.overall['accuracy']:.4f}, macro-F1 {result.overall['macro_f1']:.4f}"
+    )
+    if result.conditions:
+        table = Table(title="by noise condition")
+        for column in ("condition", "pairs", "accuracy", "macro-F1"):
+            table.add_column(column, justify="left" if column == "condition" else "right")
+        for name, values in result.conditions.items():
+            table.add_row(name, str(values["n"]), f"{values['accuracy']:.4f}", f"{values['macro_f1']:.4f}")
+        stdout.print(table)
+    table = Table(title="per digit")
+    for column in ("digit", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="right")
+    for row in result.classes.itertuples():
+        table.add_row(str(row.digit), f"{row.precision:.4f}", f"{row.recall:.4f}", f"{row.f1:.4f}", str(row.support))
+    stdout.print(table)
+
+
+@app.command()
+@friendly
+def models() -> None:
+    """List the registered models with their parameter counts."""
+    from mmdigits.models import create_model, list_models, model_arguments
+
+    table = Table(title="registered models (<image>_<audio>_<fusion>)")
+    for column in ("name", "image", "audio", "fusion", "parameters"):
+        table.add_column(column, justify="right" if column == "parameters" else "left")
+    for name in list_models():
+        arguments = model_arguments(name)
+        parameters = sum(p.numel() for p in create_model(name).parameters())
+        fusion = arguments.get("fusion", "-") if arguments["image"] and arguments["audio"] else "-"
+        table.add_row(name, str(arguments["image"] or "-"), str(arguments["audio"] or "-"), fusion, f"{parameters:,}")
+    stdout.print(table)
+
+
+@data_app.command("make")
+@friendly
+def data_make(
+    out: Annotated[Path, typer.Option(help="Folder to write the competition files into.")] = Path("mmdigits-data"),
+    train: Annotated[int, typer.Option("--train", help="Training pairs.")] = 60000,
+    test: Annotated[int, typer.Option("--test", help="Test pairs.")] = 10000,
+    seed: Annotated[int, typer.Option(help="Seed for the whole dataset.")] = 0,
+) -> None:
+    """Write a realistic dataset: real handwriting, synthesised voices, four noise conditions."""
+    from mmdigits.reporting import console
+    from mmdigits.synth import make_dataset
+
+    with console.status(f"making {train} train and {test} test pairs..."):
+        written = make_dataset(out, train, test, seed)
+    stdout.print(f"wrote {', '.join(path.name for path in written)} to {out}/")
+
+
+@app.command()
+@friendly
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the data, the run, the submission and the plots.")] = Path(
+        "mmdigits-demo"
+    ),
+    train_pairs: Annotated[int, typer.Option("--train", help="Training pairs to generate.")] = 12000,
+    test_pairs: Annotated[int, typer.Option("--test", help="Test pairs to generate.")] = 2000,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    model: Annotated[str, typer.Option(help="Model to train.")] = DEFAULT_MODEL,
+    device: DeviceOption = "auto",
+) -> None:
+    """Make data, train, predict, draw t-SNE maps and score the test set: the whole tool in one go."""
+    import time
+
+    started = time.perf_counter()
+    data = out / "data"
+    data_make(out=data, train=train_pairs, test=test_pairs, seed=0)
+    run = out / "run"
+    train(data=data, model=model, epochs=epochs, out=run, device=device)
+    predict(checkpoint=[run / "best.pth"], data=data, out=out / "submission.csv", device=device)
+    tsne(
+        checkpoint=run / "best.pth",
+        data=data,
+        split="test",
+        samples=2000,
+        out=out / "plots",
+        labels=data / "y_test.csv",
+        device=device,
+    )
+    evaluate(
+        checkpoint=[run / "best.pth"], data=data, labels=data / "y_test.csv", out=out / "evaluation", device=device
+    )
+    stdout.print(f"demo finished in {time.perf_counter() - started:.0f} s; everything is under {out}/")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app(prog_name="mmdigits")
+
+
+if __name__ == "__main__":
+    sys.exit(run())

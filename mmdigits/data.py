@@ -1,0 +1,206 @@
+"""Load and validate the competition files; grouped, stratified splits and folds.
+
+Arrays come back as float32: images (N, 28, 28) in [0, 1], audio (N, 39, 13) as [frame,
+coefficient] (the 507 vector is frames-major), labels (N,) int64. Every problem raises DataError
+with one line naming the file and the problem, before any training starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmdigits.errors import DataError
+
+TRAIN_IMAGE, TRAIN_AUDIO, TRAIN_LABELS = "x_train_wr.npy", "x_train_sp.npy", "y_train.csv"
+TEST_IMAGE, TEST_AUDIO = "x_test_wr.npy", "x_test_sp.npy"
+NUM_CLASSES = 10
+IMAGE_SHAPE, AUDIO_SHAPE = (28, 28), (39, 13)
+
+
+@dataclass
+class Split:
+    """One set of pairs; labels are None for an unlabelled test set."""
+
+    image: np.ndarray  # (N, 28, 28) float32 in [0, 1]
+    audio: np.ndarray  # (N, 39, 13) float32
+    labels: np.ndarray | None = None  # (N,) int64 in 0..9
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def subset(self, rows: np.ndarray) -> Split:
+        labels = None if self.labels is None else self.labels[rows]
+        return Split(self.image[rows], self.audio[rows], labels)
+
+
+def load_array(path: Path) -> np.ndarray:
+    """np.load without pickle, turning every failure into a one-line DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        if "pickle" in str(error).lower() or "object" in str(error).lower():
+            raise DataError(f"{path}: holds pickled/object data, which is never loaded") from None
+        raise DataError(f"{path}: not a valid .npy file or truncated ({error})") from None
+    except (OSError, EOFError) as error:
+        raise DataError(f"{path}: cannot be read as .npy ({error})") from None
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path}: expected one .npy array, found an .npz archive")
+    if array.dtype.kind not in "fiub":
+        raise DataError(f"{path}: dtype {array.dtype} is not numeric")
+    if array.size == 0 or array.ndim == 0 or len(array) == 0:
+        raise DataError(f"{path}: the array is empty (shape {array.shape})")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        if bad.any():
+            raise DataError(f"{path}: {int(bad.sum())} rows hold NaN or Inf (first at row {int(np.argmax(bad))})")
+    return array
+
+
+def as_images(array: np.ndarray, path: Path) -> np.ndarray:
+    """(N, 784) or (N, 28, 28), float in [0, 1] or 0..255 -> (N, 28, 28) float32 in [0, 1]."""
+    if array.ndim == 2 and array.shape[1] == 784:
+        array = array.reshape(-1, *IMAGE_SHAPE)
+    elif array.shape[1:] != IMAGE_SHAPE:
+        raise DataError(f"{path}: images have shape {array.shape}; expected (N, 784) or (N, 28, 28)")
+    image = array.astype(np.float32)
+    if array.dtype == np.uint8 or image.max() > 1.5:  # 0..255 pixels
+        image /= 255.0
+    if image.min() < -1e-3 or image.max() > 1.0 + 1e-3:
+        raise DataError(f"{path}: pixel values span [{image.min():.3g}, {image.max():.3g}]; expected [0, 1] or 0..255")
+    return np.clip(image, 0.0, 1.0)
+
+
+def as_audio(array: np.ndarray, path: Path) -> np.ndarray:
+    """(N, 507) or (N, 39, 13) -> (N, 39, 13) float32 [frame, coefficient]."""
+    if array.ndim == 2 and array.shape[1] == 507:
+        return array.reshape(-1, *AUDIO_SHAPE).astype(np.float32)  # frames-major
+    if array.shape[1:] == AUDIO_SHAPE:
+        return array.astype(np.float32)
+    raise DataError(f"{path}: audio has shape {array.shape}; expected (N, 507) or (N, 39, 13)")
+
+
+def read_label_table(path: Path):
+    """Read a `row_id,label[,...]` CSV into a DataFrame sorted by row_id, validated."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV ({str(error).strip().splitlines()[0]})") from None
+    if "label" not in table.columns:
+        raise DataError(f"{path}: no 'label' column (columns: {', '.join(map(str, table.columns))})")
+    if table.empty:
+        raise DataError(f"{path}: no rows")
+    labels = pd.to_numeric(table["label"], errors="coerce")
+    bad = labels.isna() | (labels != labels.round())
+    if bad.any():
+        row = int(np.argmax(bad.to_numpy()))
+        raise DataError(f"{path}: label {table['label'].iloc[row]!r} on line {row + 2} is not an integer")
+    out_of_range = (labels < 0) | (labels >= NUM_CLASSES)
+    if out_of_range.any():
+        row = int(np.argmax(out_of_range.to_numpy()))
+        raise DataError(f"{path}: label {int(labels.iloc[row])} on line {row + 2} is outside 0..9")
+    table["label"] = labels.astype(np.int64)
+    if "row_id" in table.columns:
+        row_ids = pd.to_numeric(table["row_id"], errors="coerce")
+        if row_ids.duplicated().any():
+            duplicate = table["row_id"][row_ids.duplicated()].iloc[0]
+            raise DataError(f"{path}: duplicate row_id {duplicate}")
+        if set(row_ids) != set(range(len(table))):
+            raise DataError(f"{path}: row_id must run 0..{len(table) - 1} (found other values)")
+        table = table.assign(row_id=row_ids.astype(np.int64)).sort_values("row_id")
+    return table.reset_index(drop=True)
+
+
+def read_labels(path: Path, rows: int | None = None) -> np.ndarray:
+    """The `label` column as int64, in row_id order; checked against the arrays' row count."""
+    labels = read_label_table(path)["label"].to_numpy()
+    if rows is not None and len(labels) != rows:
+        raise DataError(f"{path}: {len(labels)} labels, but the arrays have {rows} rows")
+    return labels
+
+
+def load_pair(image_path: Path, audio_path: Path) -> Split:
+    """Images and audio from two .npy files whose rows must agree."""
+    image = as_images(load_array(image_path), image_path)
+    audio = as_audio(load_array(audio_path), audio_path)
+    if len(audio) != len(image):
+        raise DataError(f"{audio_path}: {len(audio)} rows, but {Path(image_path).name} has {len(image)}")
+    return Split(image, audio)
+
+
+def require_folder(data_dir: Path) -> Path:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: no such folder (pass --data DIR with the competition files)")
+    return data_dir
+
+
+def load_train(data_dir: Path) -> Split:
+    """x_train_wr.npy, x_train_sp.npy and y_train.csv, validated together."""
+    data_dir = require_folder(data_dir)
+    split = load_pair(data_dir / TRAIN_IMAGE, data_dir / TRAIN_AUDIO)
+    split.labels = read_labels(data_dir / TRAIN_LABELS, rows=len(split))
+    return split
+
+
+def load_test(data_dir: Path) -> Split:
+    """x_test_wr.npy and x_test_sp.npy; test row ids are 0..M-1 in file order."""
+    data_dir = require_folder(data_dir)
+    return load_pair(data_dir / TEST_IMAGE, data_dir / TEST_AUDIO)
+
+
+def audio_groups(audio: np.ndarray) -> np.ndarray:
+    """A group id per row; identical audio vectors (duplicated clips) share one."""
+    rows = np.ascontiguousarray(audio.reshape(len(audio), -1))
+    _, groups = np.unique(rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))), return_inverse=True)
+    return groups.reshape(-1)
+
+
+def assign_parts(labels: np.ndarray, groups: np.ndarray, fractions: list[float], seed: int) -> np.ndarray:
+    """Give every row a part index so that each part holds about `fraction` of every class and no
+    group is split across parts (greedy: each shuffled group goes to the part furthest below target).
+    """
+    rng = np.random.default_rng(seed)
+    parts = np.empty(len(labels), dtype=np.int64)
+    targets = np.asarray(fractions, dtype=np.float64)
+    unique_groups, first_row, group_of_row = np.unique(groups, return_index=True, return_inverse=True)
+    group_sizes = np.bincount(group_of_row)
+    group_part = np.empty(len(unique_groups), dtype=np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels[first_row] == label)
+        members = members[rng.permutation(len(members))]
+        filled = np.zeros(len(targets))
+        total = group_sizes[members].sum()
+        for group in members:
+            part = int(np.argmax(targets * total - filled))
+            group_part[group] = part
+            filled[part] += group_sizes[group]
+    parts[:] = group_part[group_of_row]
+    return parts
+
+
+def train_val_indices(
+    labels: np.ndarray, audio: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Stratified, seeded, duplicate-audio-grouped split; returns (train, val, number of groups)."""
+    groups = audio_groups(audio)
+    n_groups = int(groups.max()) + 1
+    if val_fraction <= 0:
+        return np.arange(len(labels)), np.array([], dtype=np.int64), n_groups
+    parts = assign_parts(labels, groups, [1.0 - val_fraction, val_fraction], seed)
+    return np.flatnonzero(parts == 0), np.flatnonzero(parts == 1), n_groups
+
+
+def fold_ids(labels: np.ndarray, audio: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold index per row for k-fold cross-validation, stratified and duplicate-grouped."""
+    return assign_parts(labels, audio_groups(audio), [1.0 / folds] * folds, seed)

@@ -1,0 +1,96 @@
+"""Learned embeddings -> t-SNE maps and k-means clusters, with scores that say how well each
+modality's embedding separates the digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmdigits.artifacts import save_figure
+from mmdigits.inference import as_tensor
+
+
+@torch.inference_mode()
+def embeddings_for(
+    model: torch.nn.Module, image, audio, device: torch.device, batch_size: int = 2048
+) -> dict[str, np.ndarray]:
+    """{'image': (N, D), 'audio': (N, D), 'fused': (N, F)} for every modality the model has."""
+    model.eval()
+    chunks: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(image), batch_size):
+        found = model.embed(
+            as_tensor(image[start : start + batch_size], device), as_tensor(audio[start : start + batch_size], device)
+        )
+        for name, value in found.items():
+            chunks.setdefault(name, []).append(value.float().cpu().numpy())
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def tsne_2d(embedding: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Barnes-Hut t-SNE to 2-D (PCA init, automatic learning rate): (N, D) -> (N, 2)."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    # PCA to 50 dimensions first, as is standard: the neighbour search gets much faster.
+    reduced = PCA(n_components=min(50, *embedding.shape), random_state=seed).fit_transform(embedding)
+    tsne = TSNE(
+        n_components=2,
+        init="pca",
+        learning_rate="auto",
+        perplexity=min(30.0, (len(embedding) - 1) / 3),
+        random_state=seed,
+    )
+    return tsne.fit_transform(reduced).astype(np.float32)
+
+
+def cluster(embedding: np.ndarray, seed: int = 0, k: int = 10) -> np.ndarray:
+    """k-means on the embedding itself (not on its 2-D t-SNE picture)."""
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=min(k, len(embedding)), n_init=4, random_state=seed).fit_predict(embedding)
+
+
+def cluster_scores(clusters: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """NMI, ARI and purity (share of points whose cluster's majority label is theirs)."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    majority = sum(np.bincount(labels[clusters == c]).max() for c in np.unique(clusters))
+    return {
+        "nmi": float(normalized_mutual_info_score(labels, clusters)),
+        "ari": float(adjusted_rand_score(labels, clusters)),
+        "purity": float(majority / len(labels)),
+    }
+
+
+def plot_map(path: Path, coords: np.ndarray, clusters: np.ndarray, labels: np.ndarray | None, title: str) -> Path:
+    """Two panels: points coloured by true digit (where known) and by k-means cluster."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("k-means cluster (k=10, on the embedding)", clusters)]
+    if labels is not None:
+        panels.insert(0, ("true digit", labels))
+    figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6), squeeze=False)
+    for axis, (name, colours) in zip(axes[0], panels, strict=True):
+        axis.scatter(coords[:, 0], coords[:, 1], c=colours, cmap="tab10", s=4, alpha=0.7, vmin=-0.5, vmax=9.5)
+        for value in np.unique(colours):  # the digit or cluster number at each group's centre
+            x, y = np.median(coords[colours == value], axis=0)
+            axis.text(
+                x,
+                y,
+                str(value),
+                fontsize=13,
+                weight="bold",
+                ha="center",
+                va="center",
+                bbox={"boxstyle": "circle", "facecolor": "white", "alpha": 0.8},
+            )
+        axis.set_title(name)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(title)
+    return save_figure(figure, path)

@@ -1,0 +1,235 @@
+"""Training: fit / train_one_epoch / evaluate, a plain loop over in-memory tensors.
+
+The whole dataset lives on the training device; batches are `randperm` slices, so there is no
+DataLoader on the hot path. Each epoch's shuffle, augmentation and dropout draw from RNGs seeded
+by (seed, epoch): resuming from last.pth after epoch k replays epoch k+1 exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mmdigits import augment
+from mmdigits.checkpoint import save_checkpoint
+from mmdigits.config import TrainConfig
+from mmdigits.data import Split
+from mmdigits.errors import TrainingDiverged
+from mmdigits.inference import as_tensor, logits_for
+from mmdigits.metrics import score
+from mmdigits.models import MultimodalNet, model_arguments
+from mmdigits.runtime import autocast, use_bf16
+
+
+@dataclass
+class Tensors:
+    """A split as tensors on the training device."""
+
+    image: torch.Tensor  # (N, 28, 28)
+    audio: torch.Tensor  # (N, 39, 13)
+    labels: torch.Tensor  # (N,)
+
+    @classmethod
+    def from_split(cls, split: Split, device: torch.device) -> Tensors:
+        return cls(
+            as_tensor(split.image, device), as_tensor(split.audio, device), torch.from_numpy(split.labels).to(device)
+        )
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def augment_batch(
+    image: torch.Tensor, audio: torch.Tensor, config: TrainConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Writer- and speaker-style variation plus per-modality noise and modality dropout."""
+    batch = len(image)
+    device = image.device
+    if config.augment:
+        image = augment.random_affine(image, generator, degrees=10, scale=0.1, shear=0.15, shift=0.08)
+        blotted = augment.occlude(image, 4, 12, generator)  # cutout: a blot hides part of the digit
+        image = torch.where(torch.rand(batch, 1, 1, generator=generator, device=device) < 0.3, blotted, image)
+        audio = augment.mask_blocks(augment.shift_frames(audio, 3, generator), 6, 2, generator)
+        # Half the pairs get noise of a random strength, independently per modality.
+        image_std = torch.rand(batch, generator=generator, device=device) * 0.5
+        image_std *= torch.rand(batch, generator=generator, device=device) < 0.5
+        audio_std = torch.rand(batch, generator=generator, device=device) * 0.4
+        audio_std *= torch.rand(batch, generator=generator, device=device) < 0.5
+        image = augment.add_noise(image, image_std, generator)
+        audio = augment.add_noise(audio, audio_std, generator)
+    if config.modality_dropout > 0:
+        dropped = torch.rand(batch, generator=generator, device=device) < config.modality_dropout
+        image_side = torch.rand(batch, generator=generator, device=device) < 0.5
+        image = image * ~(dropped & image_side).view(-1, 1, 1)
+        audio = audio * ~(dropped & ~image_side).view(-1, 1, 1)
+    return image, audio
+
+
+def training_loss(
+    logits: torch.Tensor, aux_logits: list[torch.Tensor], labels: torch.Tensor, config: TrainConfig
+) -> torch.Tensor:
+    """Cross-entropy of the fused head plus `aux_weight` x the mean of the per-modality heads'."""
+    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    if aux_logits and config.aux_weight > 0:
+        aux = [F.cross_entropy(head.float(), labels, label_smoothing=config.label_smoothing) for head in aux_logits]
+        loss = loss + config.aux_weight * torch.stack(aux).mean()
+    return loss
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    data: Tensors,
+    config: TrainConfig,
+    epoch: int,
+    bf16: bool,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[float, float]:
+    """One pass over shuffled training rows; returns (mean loss, accuracy) of the training batches."""
+    model.train()
+    device = data.image.device
+    torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout
+    generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
+    order = torch.randperm(len(data.labels), generator=generator, device=device)
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    batches = math.ceil(len(order) / config.batch_size)
+    for index in range(batches):
+        rows = order[index * config.batch_size : (index + 1) * config.batch_size]
+        if len(rows) < 2:  # batch norm cannot train on a single sample
+            continue
+        image, audio = augment_batch(data.image[rows], data.audio[rows], config, generator)
+        labels = data.labels[rows]
+        with autocast(device, bf16):
+            logits, aux_logits = model(image, audio, aux=True)
+        loss = training_loss(logits, aux_logits, labels, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        # Accuracy from the training forward pass itself: no second pass over the training set.
+        total_loss += loss.detach() * len(rows)
+        correct += (logits.argmax(dim=1) == labels).sum()
+        seen += len(rows)
+        if on_batch is not None:
+            on_batch(index + 1, batches)
+    mean_loss = (total_loss / seen).item()
+    if not math.isfinite(mean_loss):
+        raise TrainingDiverged(f"training loss became {mean_loss} in epoch {epoch}; lower --lr (best checkpoint kept)")
+    return mean_loss, correct.item() / seen
+
+
+def evaluate(model: torch.nn.Module, data: Tensors, batch_size: int = 2048, bf16: bool = False) -> dict[str, float]:
+    """Loss, accuracy and macro F1 on a labelled split, in eval mode."""
+    model.eval()
+    logits = logits_for(model, data.image, data.audio, data.image.device, batch_size, bf16)
+    labels = data.labels.cpu()
+    metrics = score(logits.argmax(dim=1).numpy(), labels.numpy())
+    return {"loss": F.cross_entropy(logits, labels).item(), **metrics}
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, steps: int):
+    """AdamW (no decay on norms, biases, tokens) with a one-cycle schedule over all steps."""
+    decay = [p for p in model.parameters() if p.dim() >= 2 and p.numel() > 1000]
+    rest = [p for p in model.parameters() if not (p.dim() >= 2 and p.numel() > 1000)]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=max(1, steps), pct_start=0.2
+    )
+    return optimizer, scheduler
+
+
+def fit(
+    model: MultimodalNet,
+    train: Split,
+    val: Split | None,
+    config: TrainConfig,
+    device: torch.device,
+    resume: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, float], FitResult], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> FitResult:
+    """Train `model`, writing OUT/best.pth (best val macro-F1) and OUT/last.pth every epoch."""
+    out = Path(config.out)
+    bf16 = use_bf16(config.precision, device)
+    model.to(device)
+    train_tensors = Tensors.from_split(train, device)
+    val_tensors = Tensors.from_split(val, device) if val is not None and len(val) else None
+    if resume is None:
+        model.fit_normalisation(train_tensors.image, train_tensors.audio)
+    steps_per_epoch = sum(1 for start in range(0, len(train), config.batch_size) if len(train) - start >= 2)
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
+    result = FitResult()
+    best_f1, start_epoch = -1.0, 1
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        result.history = list(resume["history"])
+        result.best_epoch, best_f1 = resume["best_epoch"], resume["best_f1"]
+        start_epoch = resume["epoch"] + 1
+    runner = torch.compile(model) if config.compile else model
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        train_loss, train_acc = train_one_epoch(
+            runner, optimizer, scheduler, train_tensors, config, epoch, bf16, on_batch
+        )
+        train_seconds = time.perf_counter() - started
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
+        if val_tensors is not None:
+            val = evaluate(runner, val_tensors, bf16=bf16)
+            row |= {"val_loss": val["loss"], "val_acc": val["accuracy"], "val_f1": val["macro_f1"]}
+        row |= {
+            "lr": scheduler.get_last_lr()[0],
+            "train_seconds": train_seconds,
+            "seconds": time.perf_counter() - started,
+        }
+        result.history.append(row)
+        current_f1 = row.get("val_f1", row["train_acc"])  # no validation: the latest is the best
+        payload = {
+            "model": config.model,
+            "model_kwargs": model_arguments(config.model),
+            "state_dict": model.state_dict(),
+            "config": config.to_dict(),
+            "normalisation": model.normalisation(),
+            "metrics": row,
+            "epoch": epoch,
+        }
+        if current_f1 > best_f1 or val_tensors is None:
+            best_f1, result.best_epoch = current_f1, epoch
+            save_checkpoint(out / "best.pth", payload)
+        save_checkpoint(
+            out / "last.pth",
+            payload
+            | {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "history": result.history,
+                "best_epoch": result.best_epoch,
+                "best_f1": best_f1,
+            },
+        )
+        if on_epoch is not None:
+            on_epoch(row, result)
+        if config.patience and epoch - result.best_epoch >= config.patience:
+            result.stopped_early = True
+            break
+    return result

@@ -1,0 +1,69 @@
+"""Logits for a whole dataset in large batches, ensembles of checkpoints, test-time augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmdigits import augment
+from mmdigits.runtime import autocast
+
+TTA_VIEWS = 8  # the plain input plus 7 small shifts/rotations of the image and frame shifts
+
+
+def as_tensor(values: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(values, np.ndarray):
+        values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    return values.to(device, non_blocking=True)
+
+
+@torch.inference_mode()
+def logits_for(
+    model: torch.nn.Module, image, audio, device: torch.device, batch_size: int = 2048, bf16: bool = False
+) -> torch.Tensor:
+    """(N, 10) float32 logits on the CPU; the model must already be on `device` in eval mode."""
+    chunks = []
+    for start in range(0, len(image), batch_size):
+        image_batch = as_tensor(image[start : start + batch_size], device)
+        audio_batch = as_tensor(audio[start : start + batch_size], device)
+        with autocast(device, bf16):
+            chunks.append(model(image_batch, audio_batch).float().cpu())
+    return torch.cat(chunks)
+
+
+@torch.inference_mode()
+def tta_probabilities(
+    model: torch.nn.Module,
+    image,
+    audio,
+    device: torch.device,
+    views: int = TTA_VIEWS,
+    seed: int = 0,
+    bf16: bool = False,
+) -> torch.Tensor:
+    """Mean class probabilities over the plain input and `views - 1` digit-safe distortions
+    (small shifts and rotations of the image, up to 2-frame shifts of the MFCC; never flips)."""
+    image, audio = as_tensor(image, device), as_tensor(audio, device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    total = F.softmax(logits_for(model, image, audio, device, bf16=bf16), dim=1)
+    for _ in range(views - 1):
+        warped = augment.random_affine(image, generator, degrees=8, scale=0.05, shear=0.0, shift=0.05)
+        shifted = augment.shift_frames(audio, 2, generator)
+        total += F.softmax(logits_for(model, warped, shifted, device, bf16=bf16), dim=1)
+    return total / views
+
+
+def ensemble_probabilities(
+    models: list[torch.nn.Module], image, audio, device: torch.device, tta: bool = False, bf16: bool = False
+) -> torch.Tensor:
+    """Average of the models' class probabilities (not logits: members trained apart can have
+    very different logit scales, and averaging probabilities keeps each member's vote bounded)."""
+    total = None
+    for model in models:
+        if tta:
+            probabilities = tta_probabilities(model, image, audio, device, bf16=bf16)
+        else:
+            probabilities = F.softmax(logits_for(model, image, audio, device, bf16=bf16), dim=1)
+        total = probabilities if total is None else total + probabilities
+    return total / len(models)

@@ -1,0 +1,115 @@
+"""The model every command uses: normalise -> encode each modality -> fuse -> logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmdigits.models.encoders import AudioRNN, AudioTransformer, ImageCNN
+from mmdigits.models.fusion import FUSIONS, SingleModality
+
+AUDIO_ENCODERS = {"rnn": AudioRNN, "transformer": AudioTransformer}
+
+
+class MultimodalNet(nn.Module):
+    """forward(image (B, 28, 28), audio (B, 39, 13)) -> logits (B, 10), inputs in the files' scale.
+
+    The normalisation statistics live in buffers fitted on the training split, so they travel in
+    the state_dict and every caller (predict, tsne, analyze) applies the training statistics.
+    """
+
+    def __init__(
+        self,
+        image: str | None = "cnn",
+        audio: str | None = "transformer",
+        fusion: str = "attention",
+        width: int = 16,
+        embed_dim: int = 128,
+        hidden: int = 128,
+        dropout: float = 0.2,
+        rnn_hidden: int = 96,
+        d_model: int = 64,
+        audio_layers: int = 2,
+        heads: int = 4,
+        rank: int = 4,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = ImageCNN(width, embed_dim) if image == "cnn" else None
+        if audio == "rnn":
+            self.audio_encoder = AudioRNN(rnn_hidden, embed_dim=embed_dim)
+        elif audio == "transformer":
+            self.audio_encoder = AudioTransformer(d_model, heads, audio_layers, 2 * d_model, embed_dim)
+        else:
+            self.audio_encoder = None
+        if self.image_encoder is None or self.audio_encoder is None:
+            self.fusion = SingleModality(embed_dim, dropout)
+        else:
+            self.fusion = FUSIONS[fusion](
+                image_dim=embed_dim,
+                audio_dim=embed_dim,
+                image_token_dim=self.image_encoder.token_dim,
+                audio_token_dim=self.audio_encoder.token_dim,
+                hidden=hidden,
+                dropout=dropout,
+                heads=heads,
+                rank=rank,
+            )
+        if self.image_encoder is not None and self.audio_encoder is not None:
+            # Per-modality heads trained beside the fused one (deep supervision): every encoder has
+            # to learn on its own, so the fused model cannot lean greedily on the easier modality.
+            self.image_aux = nn.Linear(embed_dim, 10)
+            self.audio_aux = nn.Linear(embed_dim, 10)
+        self.register_buffer("image_mean", torch.zeros(()))
+        self.register_buffer("image_std", torch.ones(()))
+        self.register_buffer("audio_mean", torch.zeros(13))
+        self.register_buffer("audio_std", torch.ones(13))
+
+    @torch.no_grad()
+    def fit_normalisation(self, image: torch.Tensor, audio: torch.Tensor) -> dict[str, list[float] | float]:
+        """Set the buffers from training-split tensors; return them as plain numbers."""
+        self.image_mean.copy_(image.mean())
+        self.image_std.copy_(image.std().clamp_min(1e-6))
+        self.audio_mean.copy_(audio.mean(dim=(0, 1)))
+        self.audio_std.copy_(audio.std(dim=(0, 1)).clamp_min(1e-6))
+        return self.normalisation()
+
+    def normalisation(self) -> dict[str, list[float] | float]:
+        return {
+            "image_mean": self.image_mean.item(),
+            "image_std": self.image_std.item(),
+            "audio_mean": self.audio_mean.tolist(),
+            "audio_std": self.audio_std.tolist(),
+        }
+
+    def _fuse(self, image: torch.Tensor, audio: torch.Tensor):
+        image_embedding = audio_embedding = None
+        if self.image_encoder is not None:
+            image_tokens, image_embedding = self.image_encoder(
+                (image.view(-1, 28, 28) - self.image_mean) / self.image_std
+            )
+        if self.audio_encoder is not None:
+            audio_tokens, audio_embedding = self.audio_encoder(
+                (audio.view(-1, 39, 13) - self.audio_mean) / self.audio_std
+            )
+        if self.audio_encoder is None:
+            fused, logits = self.fusion(image_embedding)
+        elif self.image_encoder is None:
+            fused, logits = self.fusion(audio_embedding)
+        else:
+            fused, logits = self.fusion(image_tokens, image_embedding, audio_tokens, audio_embedding)
+        return image_embedding, audio_embedding, fused, logits
+
+    def forward(self, image: torch.Tensor, audio: torch.Tensor, aux: bool = False):
+        """Logits (B, 10); with aux=True also the per-modality heads' logits for the training loss."""
+        image_embedding, audio_embedding, _, logits = self._fuse(image, audio)
+        if not aux:
+            return logits
+        if not hasattr(self, "image_aux"):
+            return logits, []
+        return logits, [self.image_aux(image_embedding), self.audio_aux(audio_embedding)]
+
+    def embed(self, image: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The image, audio and fused embeddings (a unimodal model has no embedding for the other)."""
+        image_embedding, audio_embedding, fused, _ = self._fuse(image, audio)
+        found = {"image": image_embedding, "audio": audio_embedding, "fused": fused}
+        return {name: value for name, value in found.items() if value is not None}

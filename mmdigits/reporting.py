@@ -1,0 +1,74 @@
+"""Everything a person reads while a command runs: one rich Console on stderr, progress bars,
+one row per epoch, metrics.csv, and the training-curve plot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mmdigits.artifacts import atomic_path, save_figure
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)  # progress and logs; results go to stdout
+EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds"]
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None) -> Iterator:
+    """A transient bar on a terminal (nothing in CI logs); yields advance(done, total)."""
+    if not console.is_terminal:
+        yield lambda done, total=None: None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+
+        def advance(done: int, total: int | None = None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def epoch_line(row: dict[str, float], best: bool) -> str:
+    """One fixed-width line per epoch that reads well in a CI log."""
+    text = f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
+    if "val_acc" in row:
+        text += f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} f1 {row['val_f1']:.4f}"
+    text += f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
+    return text + ("  *best" if best else "")
+
+
+def write_metrics_csv(path: Path, history: list[dict[str, float]]) -> Path:
+    """The epoch rows as CSV, rewritten atomically each epoch."""
+    import pandas as pd
+
+    table = pd.DataFrame(history)
+    columns = [c for c in EPOCH_COLUMNS if c in table.columns] + [c for c in table.columns if c not in EPOCH_COLUMNS]
+    with atomic_path(path) as temporary:
+        table[columns].to_csv(temporary, index=False, float_format="%.6g")
+    return Path(path)
+
+
+def plot_curves(path: Path, history: list[dict[str, float]], title: str) -> Path:
+    """Loss and accuracy per epoch, train beside validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for split, style in (("train", "-o"), ("val", "-s")):
+        if f"{split}_loss" in history[0]:
+            loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split, markersize=3)
+            acc_axis.plot(epochs, [row[f"{split}_acc"] for row in history], style, label=split, markersize=3)
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    acc_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for axis in (loss_axis, acc_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(title)
+    return save_figure(figure, path)

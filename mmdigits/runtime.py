@@ -1,0 +1,72 @@
+"""Device, precision, threads, seeds and determinism: the machine-facing choices in one place."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+from mmdigits.errors import UsageError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """auto: CUDA, then Apple MPS, then CPU. An explicit device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine (try --device cpu)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: Apple MPS is not available on this machine (try --device cpu)")
+    return torch.device(name)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where oneDNN runs bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Resolve --precision: auto takes bf16 on CUDA with bf16 support and on bf16-capable CPUs."""
+    if precision == "fp32":
+        return False
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        supported = device.type == "cpu" and cpu_has_fast_bf16()
+    if precision == "bf16" and not supported:
+        raise UsageError(f"--precision bf16: not supported on {device}; use --precision fp32")
+    return supported
+
+
+def autocast(device: torch.device, bf16: bool) -> AbstractContextManager:
+    if not bf16:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def configure(device: torch.device, deterministic: bool = False) -> None:
+    """Threads on CPU, cuDNN autotuning and TF32 on CUDA, or fully deterministic kernels."""
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(
+            max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        )
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = not deterministic
+        torch.backends.cudnn.allow_tf32 = not deterministic
+        torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global RNG (dropout, init) on every device."""
+    torch.manual_seed(seed)

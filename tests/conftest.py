@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny generated dataset and one tiny trained run, made once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mmdigits.cli import app
+from mmdigits.synth import make_dataset
+
+FAST_MODEL = "cnn_rnn_linear"
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """200 training and 40 test pairs in the competition's format (+ y_test.csv)."""
+    folder = tmp_path_factory.mktemp("data")
+    make_dataset(folder, 200, 40, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_data, tmp_path_factory) -> Path:
+    """One epoch of the fast model through the CLI; returns the run folder."""
+    out = tmp_path_factory.mktemp("runs") / "run"
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(tiny_data), "--model", FAST_MODEL, "--epochs", "1", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def run_cli(*args: str):
+    """Invoke the CLI in-process; returns typer's Result (exit_code, stdout, stderr)."""
+    return CliRunner().invoke(app, [str(arg) for arg in args])

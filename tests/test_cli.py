@@ -1,0 +1,204 @@
+"""The CLI end to end on tiny generated data: train -> predict -> tsne -> evaluate, and errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import FAST_MODEL, run_cli
+
+
+def test_help_runs_as_a_module():
+    done = subprocess.run([sys.executable, "-m", "mmdigits", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for command in ("train", "predict", "tsne", "evaluate", "demo", "models"):
+        assert command in done.stdout
+
+
+def test_version_and_short_help():
+    assert run_cli("--version").stdout.startswith("mmdigits ")
+    assert "Usage" in run_cli("train", "-h").stdout
+
+
+def test_train_writes_the_run_folder(trained_run):
+    for name in ("best.pth", "last.pth", "metrics.csv", "loss_acc.png", "config.json"):
+        assert (trained_run / name).is_file(), name
+    metrics = pd.read_csv(trained_run / "metrics.csv")
+    assert list(metrics["epoch"]) == [1]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "seconds"} <= set(metrics.columns)
+    payload = torch.load(trained_run / "best.pth", weights_only=True, map_location="cpu")
+    assert payload["model"] == FAST_MODEL and payload["format_version"] == 1
+    assert len(payload["normalisation"]["audio_mean"]) == 13
+
+
+def test_predict_writes_a_valid_submission(trained_run, tiny_data, tmp_path):
+    out = tmp_path / "submission.csv"
+    result = run_cli(
+        "predict", "-c", trained_run / "best.pth", "--data", tiny_data, "--out", out, "--probs", tmp_path / "probs.csv"
+    )
+    assert result.exit_code == 0, result.output
+    submission = pd.read_csv(out)
+    assert list(submission.columns) == ["row_id", "label"]
+    assert list(submission["row_id"]) == list(range(40))
+    assert submission["label"].between(0, 9).all()
+    probs = pd.read_csv(tmp_path / "probs.csv")
+    assert np.allclose(probs[[f"p{d}" for d in range(10)]].sum(axis=1), 1.0, atol=1e-4)
+    assert "kaggle competitions submit" in result.stdout
+
+
+def test_predict_is_byte_identical_and_renames_column(trained_run, tiny_data, tmp_path):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    for out in (first, second):
+        assert (
+            run_cli(
+                "predict",
+                "-c",
+                trained_run / "best.pth",
+                "--data",
+                tiny_data,
+                "--out",
+                out,
+                "--label-column",
+                "Digit_Probability",
+            ).exit_code
+            == 0
+        )
+    assert first.read_bytes() == second.read_bytes()
+    assert first.read_text().startswith("row_id,Digit_Probability\n")
+
+
+def test_ensemble_of_a_folder_and_tta(trained_run, tiny_data, tmp_path):
+    out = tmp_path / "s.csv"
+    result = run_cli(
+        "predict", "-c", trained_run.parent, "-c", trained_run / "best.pth", "--data", tiny_data, "--out", out, "--tta"
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 models, TTA" in result.stdout
+
+
+def test_tsne_writes_plots_and_scores(trained_run, tiny_data, tmp_path):
+    result = run_cli(
+        "tsne",
+        "-c",
+        trained_run / "best.pth",
+        "--data",
+        tiny_data,
+        "--split",
+        "val",
+        "--samples",
+        "40",
+        "--out",
+        tmp_path,
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("image.png", "audio.png", "fused.png", "tsne_coordinates.csv"):
+        assert (tmp_path / name).is_file()
+    coords = pd.read_csv(tmp_path / "tsne_coordinates.csv")
+    assert len(coords) == 40 and {"label", "fused_x", "fused_cluster"} <= set(coords.columns)
+    assert "NMI" in result.stdout
+
+
+def test_evaluate_reports_conditions(trained_run, tiny_data, tmp_path):
+    result = run_cli(
+        "evaluate",
+        "-c",
+        trained_run / "best.pth",
+        "--data",
+        tiny_data,
+        "--labels",
+        tiny_data / "y_test.csv",
+        "--out",
+        tmp_path,
+    )
+    assert result.exit_code == 0, result.output
+    assert "audio_noisy" in result.stdout and "macro-F1" in result.stdout
+    assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["train", "--data", "nowhere"], 1, "nowhere: no such folder"),
+        (["train", "--model", "cnn_lstm"], 2, "unknown model 'cnn_lstm'"),
+        (["train", "--epochs", "0"], 2, "--epochs must be at least 1"),
+        (["train", "--batch-size", "-3"], 2, "--batch-size must be at least 1"),
+        (["predict", "-c", "missing.pth"], 1, "missing.pth: no such checkpoint"),
+        (["tsne", "--split", "dev"], 2, "--split dev"),
+    ],
+)
+def test_bad_options_give_one_line(args, code, message, tiny_data):
+    if "--data" not in args and args[0] == "train":
+        args = [*args, "--data", str(tiny_data)]
+    result = run_cli(*args)
+    assert result.exit_code == code
+    assert message in result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_failed_predict_keeps_existing_submission(trained_run, tiny_data, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("x_test_wr.npy", "x_test_sp.npy"):
+        (data / name).write_bytes((tiny_data / name).read_bytes())
+    np.save(data / "x_test_sp.npy", np.zeros((39, 507)))  # one row short
+    out = tmp_path / "submission.csv"
+    out.write_text("precious\n")
+    result = run_cli("predict", "-c", trained_run / "best.pth", "--data", data, "--out", out)
+    assert result.exit_code == 1 and "39 rows, but x_test_wr.npy has 40" in result.stderr
+    assert out.read_text() == "precious\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_same_seed_gives_identical_metrics_and_submission(tiny_data, tmp_path):
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        assert (
+            run_cli(
+                "train", "--data", tiny_data, "--model", FAST_MODEL, "--epochs", "1", "--seed", "3", "--out", out
+            ).exit_code
+            == 0
+        )
+        assert run_cli("predict", "-c", out / "best.pth", "--data", tiny_data, "--out", out / "s.csv").exit_code == 0
+        metrics = pd.read_csv(out / "metrics.csv").drop(columns=["seconds", "train_seconds"])
+        outputs.append((metrics, (out / "s.csv").read_bytes()))
+    pd.testing.assert_frame_equal(outputs[0][0], outputs[1][0])
+    assert outputs[0][1] == outputs[1][1]
+
+
+def test_resume_replays_the_same_training(tiny_data, tmp_path):
+    """2 epochs straight == 1 epoch, interrupted, then --resume for the second (CPU)."""
+    from mmdigits.config import TrainConfig
+    from mmdigits.runs import train_run
+
+    straight = tmp_path / "straight"
+    assert (
+        run_cli(
+            "train", "--data", tiny_data, "--model", FAST_MODEL, "--epochs", "2", "--seed", "5", "--out", straight
+        ).exit_code
+        == 0
+    )
+    interrupted = tmp_path / "interrupted"
+    config = TrainConfig(data=str(tiny_data), model=FAST_MODEL, epochs=2, seed=5, out=str(interrupted))
+
+    def stop_after_first(row, result):
+        raise KeyboardInterrupt  # as Ctrl-C right after epoch 1 was saved
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, on_epoch=stop_after_first)
+    assert torch.load(interrupted / "last.pth", weights_only=True)["epoch"] == 1
+    result = run_cli("train", "--resume", interrupted / "last.pth")
+    assert result.exit_code == 0, result.output
+    expected = torch.load(straight / "last.pth", weights_only=True)
+    final = torch.load(interrupted / "last.pth", weights_only=True)
+    for key, value in expected["state_dict"].items():
+        assert torch.equal(value, final["state_dict"][key]), key
+    columns = ["seconds", "train_seconds"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(straight / "metrics.csv").drop(columns=columns),
+        pd.read_csv(interrupted / "metrics.csv").drop(columns=columns),
+    )

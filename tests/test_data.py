@@ -1,0 +1,191 @@
+"""The loader on good and bad competition files, and the grouped, stratified splits."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from mmdigits.data import (
+    as_audio,
+    as_images,
+    audio_groups,
+    fold_ids,
+    load_array,
+    load_test,
+    load_train,
+    train_val_indices,
+)
+from mmdigits.errors import DataError
+
+
+def copy_of(tiny_data, tmp_path):
+    target = tmp_path / "data"
+    shutil.copytree(tiny_data, target)
+    return target
+
+
+def test_loads_competition_layout(tiny_data):
+    train, test = load_train(tiny_data), load_test(tiny_data)
+    assert train.image.shape == (200, 28, 28) and train.audio.shape == (200, 39, 13)
+    assert train.labels.dtype == np.int64 and set(np.unique(train.labels)) <= set(range(10))
+    assert np.load(tiny_data / "x_test_wr.npy").shape == (40, 28, 28)  # 3-D, as the real test file
+    assert test.image.shape == (40, 28, 28) and test.labels is None
+    assert train.image.min() >= 0.0 and train.image.max() <= 1.0
+
+
+def test_audio_is_frames_major():
+    flat = np.arange(507, dtype=np.float64)[None]
+    audio = as_audio(flat, "x.npy")
+    assert audio[0, 1, 0] == 13  # row 1 = the second frame's 13 coefficients
+
+
+def test_uint8_images_are_scaled():
+    pixels = np.full((2, 784), 255, dtype=np.uint8)
+    assert as_images(pixels, "x.npy").max() == pytest.approx(1.0)
+    assert as_images(pixels.astype(np.float64) * 0.5, "x.npy").max() == pytest.approx(0.5)
+
+
+def save(path, array):
+    np.save(path, array)
+
+
+BAD_CASES = {
+    "missing file": (lambda d: (d / "x_train_sp.npy").unlink(), "x_train_sp.npy: no such file"),
+    "wrong image shape": (lambda d: save(d / "x_train_wr.npy", np.zeros((200, 780))), "images have shape"),
+    "wrong audio shape": (lambda d: save(d / "x_train_sp.npy", np.zeros((200, 500))), "audio has shape"),
+    "rows disagree": (
+        lambda d: save(d / "x_train_sp.npy", np.zeros((193, 507))),
+        "193 rows, but x_train_wr.npy has 200",
+    ),
+    "NaN": (
+        lambda d: save(d / "x_train_sp.npy", np.where(np.arange(507) == 3, np.nan, np.zeros((200, 507)))),
+        "NaN or Inf",
+    ),
+    "Inf": (lambda d: save(d / "x_train_wr.npy", np.full((200, 784), np.inf)), "NaN or Inf"),
+    "label out of range": (
+        lambda d: d.joinpath("y_train.csv").write_text(
+            "row_id,label\n" + "".join(f"{i},{12 if i == 5 else 1}\n" for i in range(200))
+        ),
+        "label 12 on line 7 is outside 0..9",
+    ),
+    "label not integer": (
+        lambda d: d.joinpath("y_train.csv").write_text(
+            "row_id,label\n" + "".join(f"{i},{'seven' if i == 0 else 1}\n" for i in range(200))
+        ),
+        "is not an integer",
+    ),
+    "label fraction": (
+        lambda d: d.joinpath("y_train.csv").write_text(
+            "row_id,label\n" + "".join(f"{i},{2.5 if i == 0 else 1}\n" for i in range(200))
+        ),
+        "is not an integer",
+    ),
+    "no label column": (lambda d: d.joinpath("y_train.csv").write_text("row_id,digit\n0,1\n"), "no 'label' column"),
+    "duplicate row ids": (
+        lambda d: d.joinpath("y_train.csv").write_text(
+            "row_id,label\n" + "".join(f"{min(i, 198)},1\n" for i in range(200))
+        ),
+        "duplicate row_id 198",
+    ),
+    "too few labels": (
+        lambda d: d.joinpath("y_train.csv").write_text("row_id,label\n0,1\n"),
+        "1 labels, but the arrays have 200",
+    ),
+    "empty array": (lambda d: save(d / "x_train_wr.npy", np.zeros((0, 784))), "empty"),
+    "object array": (
+        lambda d: np.save(d / "x_train_wr.npy", np.array([{"a": 1}] * 3, dtype=object), allow_pickle=True),
+        "pickled/object data",
+    ),
+    "truncated file": (
+        lambda d: d.joinpath("x_train_sp.npy").write_bytes(d.joinpath("x_train_sp.npy").read_bytes()[:5000]),
+        "truncated",
+    ),
+    "not npy": (lambda d: d.joinpath("x_train_sp.npy").write_text("hello"), "x_train_sp.npy"),
+    "text array": (lambda d: save(d / "x_train_sp.npy", np.array(["a"] * 200)), "not numeric"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CASES, ids=list(BAD_CASES))
+def test_bad_train_files_raise_one_line(case, tiny_data, tmp_path):
+    folder = copy_of(tiny_data, tmp_path)
+    corrupt, expected = BAD_CASES[case]
+    corrupt(folder)
+    with pytest.raises(DataError) as raised:
+        load_train(folder)
+    assert expected in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_nan_in_test_files(tiny_data, tmp_path):
+    folder = copy_of(tiny_data, tmp_path)
+    images = np.load(folder / "x_test_wr.npy")
+    images[3, 4, 5] = np.nan
+    np.save(folder / "x_test_wr.npy", images)
+    with pytest.raises(DataError, match="x_test_wr.npy: 1 rows hold NaN or Inf .first at row 3"):
+        load_test(folder)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        load_train(tmp_path / "nowhere")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    array=hnp.arrays(
+        dtype=st.sampled_from([np.float64, np.float32, np.uint8, np.int16, np.bool_, np.complex64]),
+        shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=30),
+    )
+)
+def test_random_arrays_load_or_raise_our_error(array, tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, array)
+    try:
+        loaded = load_array(path)
+        as_images(loaded, path)
+        as_audio(loaded, path)
+    except DataError:
+        pass
+
+
+def test_split_groups_duplicate_audio_and_stratifies():
+    rng = np.random.default_rng(0)
+    clips = rng.random((300, 39, 13)).astype(np.float32)
+    clip_labels = np.arange(300) % 10
+    rows = rng.integers(0, 300, 3000)  # clips duplicated at random, as in the real data
+    audio, labels = clips[rows], clip_labels[rows]
+    train, val, groups = train_val_indices(labels, audio, 0.2, seed=1)
+    assert groups == len(np.unique(rows))
+    assert not set(rows[train]) & set(rows[val])
+    assert len(val) / len(labels) == pytest.approx(0.2, abs=0.02)
+    for digit in range(10):
+        share = np.mean(labels[val] == digit) / np.mean(labels == digit)
+        assert share == pytest.approx(1.0, abs=0.15)
+    again = train_val_indices(labels, audio, 0.2, seed=1)[1]
+    assert np.array_equal(val, again)
+    assert len(train_val_indices(labels, audio, 0.0, seed=1)[1]) == 0
+
+
+def test_folds_cover_every_row_once():
+    rng = np.random.default_rng(0)
+    audio = rng.random((500, 39, 13)).astype(np.float32)[rng.integers(0, 200, 1000)]
+    labels = rng.integers(0, 10, 1000)
+    folds = fold_ids(labels, audio, 5, seed=0)
+    assert set(folds) == set(range(5))
+    groups = audio_groups(audio)
+    for group in np.unique(groups):
+        assert len(set(folds[groups == group])) == 1
+    assert np.bincount(folds).min() > 150
+
+
+def test_label_rows_follow_row_id(tiny_data, tmp_path):
+    folder = copy_of(tiny_data, tmp_path)
+    table = pd.read_csv(folder / "y_train.csv")
+    table.iloc[::-1].to_csv(folder / "y_train.csv", index=False)  # same labels, reversed lines
+    assert np.array_equal(load_train(folder).labels, table["label"].to_numpy())
