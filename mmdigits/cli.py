@@ -32,8 +32,9 @@ data_app = typer.Typer(
     help="Make datasets in the competition's format.", context_settings=CONTEXT, no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
-stdout = Console(highlight=False, soft_wrap=True)  # results
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)  # results
 DEFAULT_CHECKPOINT = Path(f"runs/{DEFAULT_MODEL}/best.pth")
+MAIN_MODELS = ["cnn_rnn_linear", "cnn_rnn_attention", "cnn_transformer_linear", "cnn_transformer_attention"]
 
 
 def friendly(command):
@@ -162,6 +163,8 @@ def train(
             hint = f"; resume with: mmdigits train --resume {last}" if last.exists() else ""
             typer.echo(f"Interrupted: {last if last.exists() else 'no epoch finished'}{hint}", err=True)
             raise typer.Exit(130) from None
+    if not summary.is_main:
+        return
     best = summary.result.history[summary.result.best_epoch - 1]
     stdout.print(
         f"best epoch {summary.result.best_epoch}: "
@@ -377,6 +380,104 @@ def print_report(result, title: str) -> None:
     stdout.print(table)
 
 
+def labelled_pairs(payload: dict, data: Path, labels: Path | None):
+    """The labelled test files when a labels CSV is given, else the checkpoint's own validation
+    split; returns (split, conditions or None, description)."""
+    from mmdigits.data import load_test, load_train, read_label_table
+    from mmdigits.errors import DataError
+    from mmdigits.runs import split_for
+
+    if labels is not None:
+        test = load_test(data)
+        table = read_label_table(labels)
+        if len(table) != len(test):
+            raise DataError(f"{labels}: {len(table)} labels, but the test files have {len(test)} rows")
+        test.labels = table["label"].to_numpy()
+        conditions = table["condition"].astype(str).to_numpy() if "condition" in table.columns else None
+        return test, conditions, f"{len(test)} labelled test pairs"
+    config = TrainConfig.from_dict({**payload["config"], "data": str(data)})
+    _, val, _ = split_for(config, load_train(data))
+    if val is None:
+        raise UsageError("the checkpoint was trained without a validation split; pass --labels y_test.csv")
+    return val, None, f"{len(val)} validation pairs (the checkpoint's own split)"
+
+
+@app.command()
+@friendly
+def analyze(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="The model to analyse.")] = DEFAULT_CHECKPOINT,
+    data: DataOption = Path("."),
+    labels: Annotated[Optional[Path], typer.Option(help="Analyse the labelled test set instead of validation.")] = None,
+    image_model: Annotated[
+        Optional[Path], typer.Option(help="An image-only checkpoint, for 'does fusion hurt?'.")
+    ] = None,
+    audio_model: Annotated[
+        Optional[Path], typer.Option(help="An audio-only checkpoint, for 'does fusion hurt?'.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("analysis"),
+    device: DeviceOption = "auto",
+) -> None:
+    """Ablations, modality utilisation, noise robustness, calibration, errors: does fusion pay?"""
+    from mmdigits import analysis
+    from mmdigits.artifacts import atomic_path, write_json
+    from mmdigits.checkpoint import load_model
+    from mmdigits.evaluation import plot_confusion, report
+    from mmdigits.metrics import expected_calibration_error
+    from mmdigits.reporting import console
+    from mmdigits.runtime import pick_device
+
+    torch_device = pick_device(device)
+    model, payload = load_model(checkpoint, torch_device)
+    pairs, conditions, description = labelled_pairs(payload, data, labels)
+    console.print(f"analysing {payload['model']} on {description}")
+    probs = analysis.probabilities(model, pairs, torch_device)
+    predictions = probs.argmax(axis=1)
+    summary = report(predictions, pairs.labels, conditions)
+    print_report(summary, title=f"{payload['model']} on {description}")
+    ablated = analysis.ablation(model, pairs, torch_device)
+    rates = analysis.utilisation(ablated)
+    table = Table(title="ablation: accuracy with an input removed")
+    table.add_column("inputs")
+    table.add_column("accuracy", justify="right")
+    for name, value in ablated.items():
+        table.add_row(name, f"{value:.4f}")
+    stdout.print(table)
+    stdout.print("conditional utilisation (Wu et al. 2022): " + ", ".join(f"{k} {v:+.4f}" for k, v in rates.items()))
+    with console.status("robustness curves..."):
+        curves = analysis.robustness(model, pairs, torch_device)
+    table = Table(title="accuracy under Gaussian noise (std in the inputs' [0, 1] scale)")
+    table.add_column("std", justify="right")
+    for name in curves:
+        table.add_column(f"noise on {name}", justify="right")
+    for index, level in enumerate(analysis.NOISE_LEVELS):
+        table.add_row(f"{level:.1f}", *(f"{curves[name][index]:.4f}" for name in curves))
+    stdout.print(table)
+    ece = expected_calibration_error(probs, pairs.labels)
+    stdout.print(f"expected calibration error: {ece:.4f}")
+    findings = {"model": payload["model"], "evaluated_on": description, "overall": summary.overall,
+                "conditions": summary.conditions, "ablation": ablated, "utilisation": rates,
+                "robustness": {"levels": analysis.NOISE_LEVELS, **curves}, "ece": ece}  # fmt: skip
+    if image_model is not None and audio_model is not None:
+        image_net, _ = load_model(image_model, torch_device)
+        audio_net, _ = load_model(audio_model, torch_device)
+        findings["fusion_hurts"] = analysis.fusion_hurts(
+            predictions, analysis.probabilities(image_net, pairs, torch_device).argmax(axis=1),
+            analysis.probabilities(audio_net, pairs, torch_device).argmax(axis=1), pairs.labels,
+        )  # fmt: skip
+        stdout.print("does fusion hurt? " + ", ".join(f"{k}: {v}" for k, v in findings["fusion_hurts"].items()))
+    elif (image_model is None) != (audio_model is None):
+        raise UsageError("--image-model and --audio-model go together")
+    plot_confusion(out / "confusion_matrix.png", predictions, pairs.labels, f"{payload['model']}: confusion")
+    analysis.plot_robustness(out / "robustness.png", curves, f"{payload['model']}: noise robustness")
+    analysis.plot_reliability(out / "reliability.png", probs, pairs.labels, ece)
+    analysis.plot_error_gallery(out / "errors.png", pairs, predictions)
+    with atomic_path(out / "per_class.csv") as temporary:
+        summary.classes.to_csv(temporary, index=False, float_format="%.4f")
+    write_json(out / "report.json", findings)
+    stdout.print(f"wrote {out}/: report.json, per_class.csv, confusion_matrix.png, robustness.png, "
+                 "reliability.png, errors.png")  # fmt: skip
+
+
 @app.command()
 @friendly
 def models() -> None:
@@ -392,6 +493,116 @@ def models() -> None:
         fusion = arguments.get("fusion", "-") if arguments["image"] and arguments["audio"] else "-"
         table.add_row(name, str(arguments["image"] or "-"), str(arguments["audio"] or "-"), fusion, f"{parameters:,}")
     stdout.print(table)
+
+
+@app.command()
+@friendly
+def bench(
+    models: Annotated[str, typer.Option(help="Comma-separated names, or 'all' for the four main models.")] = "all",
+    samples: Annotated[int, typer.Option(help="Generated training pairs (validation: a sixth as many).")] = 60000,
+    epochs: Annotated[int, typer.Option(help="Epochs per model.")] = 2,
+    device: DeviceOption = "auto",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile our models.")] = False,
+    out: Annotated[Path, typer.Option(help="JSON file for the figures.")] = Path("bench.json"),
+) -> None:
+    """Training/inference speed of our models beside the competition's reference loop, same run."""
+    from mmdigits.artifacts import write_json
+    from mmdigits.bench import run_bench
+    from mmdigits.models import model_arguments
+    from mmdigits.reporting import console
+    from mmdigits.runtime import pick_device
+    from mmdigits.synth import generate
+
+    names = MAIN_MODELS if models == "all" else [name.strip() for name in models.split(",") if name.strip()]
+    for name in names:
+        model_arguments(name)  # unknown names fail before any work
+    if samples < 100 or epochs < 1:
+        raise UsageError("--samples must be at least 100 and --epochs at least 1")
+    with console.status(f"generating {samples} + {samples // 6} pairs..."):
+        train_split, val_split, _ = generate(samples, max(samples // 6, 10), seed=0)
+    figures = run_bench(names, train_split, val_split, epochs, pick_device(device), compile=compile, log=console.print)
+    table = Table(
+        title=f"{figures['train_pairs']} train pairs x {epochs} epochs on {figures['device']}, torch {figures['torch']}"
+    )
+    for column in ("model", "params", "train pairs/s", "s/epoch", "speed-up", "val acc", "infer pairs/s", "peak MB"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, row in figures["rows"].items():
+        inference = "-" if row["inference_per_s"] != row["inference_per_s"] else f"{row['inference_per_s']:,.0f}"
+        table.add_row(
+            name,
+            f"{row['parameters']:,}",
+            f"{row['samples_per_s']:,.0f}",
+            f"{row['seconds_per_epoch']:.1f}",
+            f"{row['speedup']:.2f}x",
+            f"{row['val_acc']:.4f}",
+            inference,
+            f"{row['peak_memory_mb']:,.0f}",
+        )
+    stdout.print(table)
+    write_json(out, figures)
+    stdout.print(f"wrote {out}")
+
+
+@app.command()
+@friendly
+def compare(
+    data: DataOption = Path("."),
+    models: Annotated[str, typer.Option(help="Comma-separated model names, or 'all' for the four main ones.")] = "all",
+    seeds: Annotated[int, typer.Option(help="Seeds per model (0..N-1); the split stays the same.")] = 3,
+    epochs: Annotated[int, typer.Option(help="Epochs per run.")] = TrainConfig.epochs,
+    max_samples: Annotated[int, typer.Option(help="Use only the first N training rows; 0: all.")] = 0,
+    out: Annotated[Path, typer.Option(help="Where the table and per-model curves go.")] = Path("othermodels"),
+    runs: Annotated[Path, typer.Option(help="Where the runs' checkpoints go.")] = Path("runs/compare"),
+    device: DeviceOption = "auto",
+) -> None:
+    """Train several models x seeds on one split; write othermodels/README.md and curves."""
+    import torch
+
+    from mmdigits.compare import compare_models, hardware, write_table
+    from mmdigits.data import load_train
+    from mmdigits.reporting import console
+
+    names = MAIN_MODELS if models == "all" else [name.strip() for name in models.split(",") if name.strip()]
+    if seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    base = TrainConfig(data=str(data), epochs=epochs, max_samples=max_samples, device=device).validate()
+    for name in names:
+        TrainConfig(model=name).validate()
+    results = compare_models(names, seeds, base, load_train(data), out, runs, log=console.print)
+    command = "mmdigits " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "mmdigits compare"
+    write_table(out / "README.md", results, command, hardware(), str(torch.__version__))
+    stdout.print((out / "README.md").read_text())
+
+
+@app.command()
+@friendly
+def cv(
+    data: DataOption = Path("."),
+    model: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL,
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
+    epochs: Annotated[int, typer.Option(help="Epochs per fold.")] = TrainConfig.epochs,
+    seed: Annotated[int, typer.Option(help="Seed for the folds and the training.")] = 0,
+    max_samples: Annotated[int, typer.Option(help="Use only the first N training rows; 0: all.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for fold<k>/ runs, oof.csv and cv.json.")] = Path("runs/cv"),
+    device: DeviceOption = "auto",
+) -> None:
+    """k-fold cross-validation: a checkpoint per fold and out-of-fold predictions; then
+    `mmdigits predict -c runs/cv` averages the folds into one submission."""
+    from mmdigits.crossval import cross_validate
+    from mmdigits.data import load_train
+    from mmdigits.reporting import console
+
+    config = TrainConfig(data=str(data), model=model, epochs=epochs, seed=seed, max_samples=max_samples,
+                         device=device, out=str(out)).validate()  # fmt: skip
+    summary = cross_validate(config, load_train(data), folds, out, log=console.print)
+    for index, fold in enumerate(summary["per_fold"]):
+        stdout.print(f"fold {index}: accuracy {fold['accuracy']:.4f}, macro-F1 {fold['macro_f1']:.4f}")
+    stdout.print(f"CV accuracy {summary['accuracy']['mean']:.4f} +- {summary['accuracy']['std']:.4f}, "
+                 f"macro-F1 {summary['macro_f1']['mean']:.4f} +- {summary['macro_f1']['std']:.4f}; "
+                 f"pooled out-of-fold accuracy {summary['pooled_oof']['accuracy']:.4f}, "
+                 f"macro-F1 {summary['pooled_oof']['macro_f1']:.4f}")  # fmt: skip
+    stdout.print(f"wrote {out}/fold0..{folds - 1}/best.pth, {out}/oof.csv, {out}/cv.json; "
+                 f"ensemble: mmdigits predict -c {out}")  # fmt: skip
 
 
 @data_app.command("make")

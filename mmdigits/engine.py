@@ -23,9 +23,9 @@ from mmdigits.config import TrainConfig
 from mmdigits.data import Split
 from mmdigits.errors import TrainingDiverged
 from mmdigits.inference import as_tensor, logits_for
-from mmdigits.metrics import score
+from mmdigits.metrics import confusion, scores_from_confusion
 from mmdigits.models import MultimodalNet, model_arguments
-from mmdigits.runtime import autocast, use_bf16
+from mmdigits.runtime import SINGLE, Distributed, autocast, use_bf16
 
 
 @dataclass
@@ -91,6 +91,13 @@ def training_loss(
     return loss
 
 
+def batch_bounds(n_rows: int, batch_size: int, world: int) -> list[tuple[int, int]]:
+    """(start, stop) of every global batch that trains; one too small to give each rank two rows
+    (batch norm needs two) is skipped, the same way on every rank."""
+    bounds = [(start, min(start + batch_size, n_rows)) for start in range(0, n_rows, batch_size)]
+    return [(start, stop) for start, stop in bounds if stop - start >= 2 * world]
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -100,21 +107,25 @@ def train_one_epoch(
     epoch: int,
     bf16: bool,
     on_batch: Callable[[int, int], None] | None = None,
+    dist: Distributed = SINGLE,
 ) -> tuple[float, float]:
-    """One pass over shuffled training rows; returns (mean loss, accuracy) of the training batches."""
+    """One pass over shuffled training rows; returns (mean loss, accuracy) of the training batches.
+
+    --batch-size is the global batch: under torchrun each rank takes its share of every batch of
+    one shuffle that all ranks agree on; augmentation and dropout draw per-rank streams."""
     model.train()
     device = data.image.device
-    torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout
-    generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
-    order = torch.randperm(len(data.labels), generator=generator, device=device)
+    seed = epoch_seed(config.seed, epoch)
+    torch.manual_seed(seed + dist.rank)  # dropout
+    order_generator = torch.Generator(device=device).manual_seed(seed)
+    order = torch.randperm(len(data.labels), generator=order_generator, device=device)
+    generator = torch.Generator(device=device).manual_seed(seed + 7919 * (dist.rank + 1))
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    batches = math.ceil(len(order) / config.batch_size)
-    for index in range(batches):
-        rows = order[index * config.batch_size : (index + 1) * config.batch_size]
-        if len(rows) < 2:  # batch norm cannot train on a single sample
-            continue
+    seen = torch.zeros((), device=device, dtype=torch.long)
+    bounds = batch_bounds(len(order), config.batch_size, dist.world)
+    for index, (start, stop) in enumerate(bounds):
+        rows = order[start:stop][dist.rank :: dist.world]
         image, audio = augment_batch(data.image[rows], data.audio[rows], config, generator)
         labels = data.labels[rows]
         with autocast(device, bf16):
@@ -129,20 +140,29 @@ def train_one_epoch(
         correct += (logits.argmax(dim=1) == labels).sum()
         seen += len(rows)
         if on_batch is not None:
-            on_batch(index + 1, batches)
+            on_batch(index + 1, len(bounds))
+    for total in (total_loss, correct, seen):
+        dist.all_sum(total)
     mean_loss = (total_loss / seen).item()
     if not math.isfinite(mean_loss):
         raise TrainingDiverged(f"training loss became {mean_loss} in epoch {epoch}; lower --lr (best checkpoint kept)")
-    return mean_loss, correct.item() / seen
+    return mean_loss, correct.item() / seen.item()
 
 
-def evaluate(model: torch.nn.Module, data: Tensors, batch_size: int = 2048, bf16: bool = False) -> dict[str, float]:
-    """Loss, accuracy and macro F1 on a labelled split, in eval mode."""
+def evaluate(
+    model: torch.nn.Module, data: Tensors, batch_size: int = 2048, bf16: bool = False, dist: Distributed = SINGLE
+) -> dict[str, float]:
+    """Loss, accuracy and macro F1 on a labelled split, in eval mode. Under torchrun each rank
+    scores its shard, then confusion counts and loss sums are added so that every rank agrees."""
     model.eval()
-    logits = logits_for(model, data.image, data.audio, data.image.device, batch_size, bf16)
-    labels = data.labels.cpu()
-    metrics = score(logits.argmax(dim=1).numpy(), labels.numpy())
-    return {"loss": F.cross_entropy(logits, labels).item(), **metrics}
+    shard = slice(dist.rank, None, dist.world)
+    logits = logits_for(model, data.image[shard], data.audio[shard], data.image.device, batch_size, bf16)
+    labels = data.labels[shard].cpu()
+    counts = torch.from_numpy(confusion(logits.argmax(dim=1).numpy(), labels.numpy())).reshape(-1).double()
+    loss_sum = F.cross_entropy(logits, labels, reduction="sum").reshape(1).double()
+    totals = dist.all_sum(torch.cat([counts, loss_sum]).to(data.image.device)).cpu()
+    scores = scores_from_confusion(totals[:-1].reshape(10, 10).numpy())
+    return {"loss": totals[-1].item() / len(data.labels), **scores}
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, steps: int):
@@ -166,8 +186,11 @@ def fit(
     resume: dict[str, Any] | None = None,
     on_epoch: Callable[[dict[str, float], FitResult], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    dist: Distributed = SINGLE,
 ) -> FitResult:
-    """Train `model`, writing OUT/best.pth (best val macro-F1) and OUT/last.pth every epoch."""
+    """Train `model`, writing OUT/best.pth (best val macro-F1) and OUT/last.pth every epoch.
+    Under torchrun only rank 0 writes and calls on_epoch; every rank sees the same metrics, so
+    early-stopping and divergence decisions agree without extra messages."""
     out = Path(config.out)
     bf16 = use_bf16(config.precision, device)
     model.to(device)
@@ -175,7 +198,7 @@ def fit(
     val_tensors = Tensors.from_split(val, device) if val is not None and len(val) else None
     if resume is None:
         model.fit_normalisation(train_tensors.image, train_tensors.audio)
-    steps_per_epoch = sum(1 for start in range(0, len(train), config.batch_size) if len(train) - start >= 2)
+    steps_per_epoch = len(batch_bounds(len(train), config.batch_size, dist.world))
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
     result = FitResult()
     best_f1, start_epoch = -1.0, 1
@@ -186,16 +209,21 @@ def fit(
         result.history = list(resume["history"])
         result.best_epoch, best_f1 = resume["best_epoch"], resume["best_f1"]
         start_epoch = resume["epoch"] + 1
-    runner = torch.compile(model) if config.compile else model
+    runner = model
+    if dist.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        runner = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if config.compile:
+        runner = torch.compile(runner)
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
-            runner, optimizer, scheduler, train_tensors, config, epoch, bf16, on_batch
+            runner, optimizer, scheduler, train_tensors, config, epoch, bf16, on_batch, dist
         )
         train_seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         if val_tensors is not None:
-            val = evaluate(runner, val_tensors, bf16=bf16)
+            val = evaluate(model, val_tensors, bf16=bf16, dist=dist)
             row |= {"val_loss": val["loss"], "val_acc": val["accuracy"], "val_f1": val["macro_f1"]}
         row |= {
             "lr": scheduler.get_last_lr()[0],
@@ -204,32 +232,39 @@ def fit(
         }
         result.history.append(row)
         current_f1 = row.get("val_f1", row["train_acc"])  # no validation: the latest is the best
-        payload = {
-            "model": config.model,
-            "model_kwargs": model_arguments(config.model),
-            "state_dict": model.state_dict(),
-            "config": config.to_dict(),
-            "normalisation": model.normalisation(),
-            "metrics": row,
-            "epoch": epoch,
-        }
-        if current_f1 > best_f1 or val_tensors is None:
+        improved = current_f1 > best_f1 or val_tensors is None
+        if improved:
             best_f1, result.best_epoch = current_f1, epoch
-            save_checkpoint(out / "best.pth", payload)
-        save_checkpoint(
-            out / "last.pth",
-            payload
-            | {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": result.history,
-                "best_epoch": result.best_epoch,
-                "best_f1": best_f1,
-            },
-        )
-        if on_epoch is not None:
-            on_epoch(row, result)
+        if dist.is_main:
+            save_epoch(out, model, config, optimizer, scheduler, result, best_f1, improved)
+            if on_epoch is not None:
+                on_epoch(row, result)
         if config.patience and epoch - result.best_epoch >= config.patience:
             result.stopped_early = True
             break
     return result
+
+
+def save_epoch(out: Path, model: MultimodalNet, config: TrainConfig, optimizer, scheduler, result: FitResult,
+               best_f1: float, improved: bool) -> None:  # fmt: skip
+    """best.pth when the epoch improved; last.pth always, with everything --resume needs."""
+    row = result.history[-1]
+    payload = {
+        "model": config.model,
+        "model_kwargs": model_arguments(config.model),
+        "state_dict": model.state_dict(),  # the unwrapped model: no DDP 'module.' prefix
+        "config": config.to_dict(),
+        "normalisation": model.normalisation(),
+        "metrics": row,
+        "epoch": row["epoch"],
+    }
+    if improved:
+        save_checkpoint(out / "best.pth", payload)
+    resume_state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "best_f1": best_f1,
+    }
+    save_checkpoint(out / "last.pth", payload | resume_state)

@@ -3,6 +3,7 @@ one row per epoch, metrics.csv, and the training-curve plot."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator:
     """A transient bar on a terminal (nothing in CI logs); yields advance(done, total)."""
-    if not console.is_terminal:
+    if not console.is_terminal or os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 only
         yield lambda done, total=None: None
         return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]

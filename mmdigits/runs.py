@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mmdigits.artifacts import write_json
 from mmdigits.config import TrainConfig
@@ -18,7 +19,7 @@ from mmdigits.data import Split, load_train, train_val_indices
 from mmdigits.engine import FitResult, fit
 from mmdigits.models import create_model
 from mmdigits.reporting import plot_curves, write_metrics_csv
-from mmdigits.runtime import configure, pick_device, seed_everything
+from mmdigits.runtime import configure, init_distributed, seed_everything
 
 
 @dataclass
@@ -29,6 +30,7 @@ class RunSummary:
     n_train: int
     n_val: int
     n_groups: int
+    is_main: bool = True  # False on the other ranks of a torchrun job
 
 
 def split_for(config: TrainConfig, data: Split) -> tuple[Split, Split | None, int]:
@@ -47,24 +49,33 @@ def train_run(
     log: Callable[[str], None] = lambda message: None,
     on_epoch: Callable[[dict[str, float], FitResult], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    splits: tuple[Split, Split | None] | None = None,
 ) -> RunSummary:
-    """Validate, load, split, build, fit; write the run folder's artifacts after every epoch."""
+    """Validate, load, split, build, fit; write the run folder's artifacts after every epoch.
+    `splits` gives the (train, validation) pairs directly, as cross-validation does."""
     config.validate()
-    device = pick_device(config.device)
+    dist, device = init_distributed(config.device)
     configure(device, config.deterministic)
-    data = load_train(Path(config.data)) if data is None else data
-    train, val, n_groups = split_for(config, data)
-    log(
-        f"data: {len(train)} train / {len(val) if val else 0} val pairs; "
-        f"{n_groups} distinct audio clips grouped so none is on both sides"
-    )
+    if not dist.is_main:  # only global rank 0 speaks and writes
+        log, on_epoch, on_batch = (lambda message: None), None, None
+    if splits is None:
+        data = load_train(Path(config.data)) if data is None else data
+        train, val, n_groups = split_for(config, data)
+        log(
+            f"data: {len(train)} train / {len(val) if val else 0} val pairs; "
+            f"{n_groups} distinct audio clips grouped so none is on both sides"
+        )
+    else:
+        (train, val), n_groups = splits, 0
     seed_everything(config.seed)
     model = create_model(config.model)
     parameters = sum(p.numel() for p in model.parameters())
-    log(f"model: {config.model}, {parameters:,} parameters, on {device}")
+    ranks = f" x {dist.world} processes" if dist.enabled else ""
+    log(f"model: {config.model}, {parameters:,} parameters, on {device}{ranks}")
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config.to_dict())
 
     def after_epoch(row: dict[str, float], result: FitResult) -> None:
         write_metrics_csv(out / "metrics.csv", result.history)
@@ -72,5 +83,9 @@ def train_run(
         if on_epoch is not None:
             on_epoch(row, result)
 
-    result = fit(model, train, val, config, device, resume=resume, on_epoch=after_epoch, on_batch=on_batch)
-    return RunSummary(out, result, parameters, len(train), len(val) if val else 0, n_groups)
+    try:
+        result = fit(model, train, val, config, device, resume, after_epoch, on_batch, dist)
+    finally:
+        if dist.enabled:
+            torch.distributed.destroy_process_group()
+    return RunSummary(out, result, parameters, len(train), len(val) if val else 0, n_groups, dist.is_main)

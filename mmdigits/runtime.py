@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 
 import torch
 
@@ -55,9 +56,8 @@ def autocast(device: torch.device, bf16: bool) -> AbstractContextManager:
 def configure(device: torch.device, deterministic: bool = False) -> None:
     """Threads on CPU, cuDNN autotuning and TF32 on CUDA, or fully deterministic kernels."""
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(
-            max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-        )
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = not deterministic
         torch.backends.cudnn.allow_tf32 = not deterministic
@@ -70,3 +70,46 @@ def configure(device: torch.device, deterministic: bool = False) -> None:
 def seed_everything(seed: int) -> None:
     """Seed torch's global RNG (dropout, init) on every device."""
     torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job; a plain run is rank 0 of 1."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over ranks, in place (a no-op for a single process)."""
+        if self.enabled:
+            torch.distributed.all_reduce(tensor)
+        return tensor
+
+
+SINGLE = Distributed()
+
+
+def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
+    """Join the process group torchrun set up (NCCL on GPUs, Gloo on CPU), else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return SINGLE, pick_device(device_name)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device_name in ("auto", "cuda") and torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend)
+    return Distributed(rank, world, local_rank), device

@@ -18,7 +18,7 @@ import torch
 
 from mmdigits import augment
 from mmdigits.artifacts import atomic_path
-from mmdigits.data import TEST_AUDIO, TEST_IMAGE, TRAIN_AUDIO, TRAIN_IMAGE, TRAIN_LABELS
+from mmdigits.data import TEST_AUDIO, TEST_IMAGE, TRAIN_AUDIO, TRAIN_IMAGE, TRAIN_LABELS, Split
 from mmdigits.errors import UsageError
 from mmdigits.features import centre_digit
 
@@ -132,10 +132,8 @@ def save_csv(path: Path, table) -> None:
         table.to_csv(temporary, index=False)
 
 
-def make_dataset(out_dir: Path, n_train: int, n_test: int, seed: int = 0) -> list[Path]:
-    """Write the five competition files plus y_test.csv (row_id,label,condition) to `out_dir`."""
-    import pandas as pd
-
+def generate(n_train: int, n_test: int, seed: int = 0) -> tuple[Split, Split, np.ndarray]:
+    """(train, test, test conditions) in memory: unseen writers' sources and speakers in test."""
     if n_train < 10 or n_test < 1:
         raise UsageError("--train must be at least 10 and --test at least 1")
     rng = np.random.default_rng(seed)
@@ -144,35 +142,33 @@ def make_dataset(out_dir: Path, n_train: int, n_test: int, seed: int = 0) -> lis
     table = spoken_digit_table()
     test_images = held_out(np.arange(len(images)), rng)
     test_speakers = held_out(table["speakers"], rng)
-    parts = {}
-    for name, rows, image_mask, clip_mask in (
-        ("train", n_train, ~test_images, ~test_speakers),
-        ("test", n_test, test_images, test_speakers),
-    ):
-        parts[name] = make_pairs(
-            rows,
-            images[image_mask],
-            image_labels[image_mask],
-            table["features"][clip_mask],
-            table["labels"][clip_mask],
-            rng,
-            generator,
-        )
+    parts = []
+    for rows, image_mask, clip_mask in ((n_train, ~test_images, ~test_speakers), (n_test, test_images, test_speakers)):
+        image, audio, labels, conditions = make_pairs(
+            rows, images[image_mask], image_labels[image_mask], table["features"][clip_mask],
+            table["labels"][clip_mask], rng, generator,
+        )  # fmt: skip
+        parts.append((Split(image, audio, labels), conditions))
+    (train, _), (test, test_conditions) = parts
+    return train, test, test_conditions
+
+
+def make_dataset(out_dir: Path, n_train: int, n_test: int, seed: int = 0) -> list[Path]:
+    """Write the five competition files plus y_test.csv (row_id,label,condition) to `out_dir`."""
+    import pandas as pd
+
+    train, test, test_conditions = generate(n_train, n_test, seed)
     out_dir = Path(out_dir)
-    train_image, train_audio, train_labels, _ = parts["train"]
-    test_image, test_audio, test_labels, test_conditions = parts["test"]
     # The competition's dtypes and shapes: float64, train images flat, test images 3-D.
     written = {
-        TRAIN_IMAGE: train_image.reshape(n_train, 784).astype(np.float64),
-        TRAIN_AUDIO: train_audio.reshape(n_train, 507).astype(np.float64),
-        TEST_IMAGE: test_image.astype(np.float64),
-        TEST_AUDIO: test_audio.reshape(n_test, 507).astype(np.float64),
+        TRAIN_IMAGE: train.image.reshape(n_train, 784).astype(np.float64),
+        TRAIN_AUDIO: train.audio.reshape(n_train, 507).astype(np.float64),
+        TEST_IMAGE: test.image.astype(np.float64),
+        TEST_AUDIO: test.audio.reshape(n_test, 507).astype(np.float64),
     }
     for name, array in written.items():
         save_npy(out_dir / name, array)
-    save_csv(out_dir / TRAIN_LABELS, pd.DataFrame({"row_id": np.arange(n_train), "label": train_labels}))
-    save_csv(
-        out_dir / TEST_LABELS,
-        pd.DataFrame({"row_id": np.arange(n_test), "label": test_labels, "condition": test_conditions}),
-    )
+    save_csv(out_dir / TRAIN_LABELS, pd.DataFrame({"row_id": np.arange(n_train), "label": train.labels}))
+    test_table = pd.DataFrame({"row_id": np.arange(n_test), "label": test.labels, "condition": test_conditions})
+    save_csv(out_dir / TEST_LABELS, test_table)
     return [out_dir / name for name in (*written, TRAIN_LABELS, TEST_LABELS)]

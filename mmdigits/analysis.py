@@ -1,0 +1,133 @@
+"""Does the model use both inputs, and does it survive when one is bad? Ablations, conditional
+utilisation rates, noise-robustness curves, calibration and an error gallery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmdigits import augment
+from mmdigits.artifacts import save_figure
+from mmdigits.data import Split
+from mmdigits.inference import as_tensor, logits_for
+from mmdigits.models import MultimodalNet
+
+NOISE_LEVELS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
+
+
+def accuracy(model: MultimodalNet, image, audio, labels: np.ndarray, device: torch.device) -> float:
+    predictions = logits_for(model, image, audio, device).argmax(dim=1).numpy()
+    return float(np.mean(predictions == labels))
+
+
+def ablation(model: MultimodalNet, split: Split, device: torch.device) -> dict[str, float]:
+    """Accuracy with both inputs, and with one removed: zeroed, or filled with the training mean."""
+    image_mean = np.full_like(split.image, model.image_mean.item())
+    audio_mean = np.broadcast_to(model.audio_mean.cpu().numpy(), split.audio.shape).copy()
+    cases = {
+        "both": (split.image, split.audio),
+        "image zeroed": (np.zeros_like(split.image), split.audio),
+        "image mean-filled": (image_mean, split.audio),
+        "audio zeroed": (split.image, np.zeros_like(split.audio)),
+        "audio mean-filled": (split.image, audio_mean),
+    }
+    return {name: accuracy(model, image, audio, split.labels, device) for name, (image, audio) in cases.items()}
+
+
+def utilisation(ablated: dict[str, float]) -> dict[str, float]:
+    """Conditional utilisation rates (Wu, Jastrzebski, Cho and Geras, ICML 2022):
+    u(a|b) = (A(a, b) - A(b)) / A(a, b), the share of accuracy that adding modality a brings over
+    b alone. A modality is removed by filling it with its training mean."""
+    both = ablated["both"]
+    u_audio = (both - ablated["audio mean-filled"]) / both
+    u_image = (both - ablated["image mean-filled"]) / both
+    return {"u(audio|image)": u_audio, "u(image|audio)": u_image, "difference": u_audio - u_image}
+
+
+def robustness(model: MultimodalNet, split: Split, device: torch.device, seed: int = 0) -> dict[str, list[float]]:
+    """Accuracy as Gaussian noise of each std (inputs' [0, 1] scale) is added to image, audio, both."""
+    generator = torch.Generator().manual_seed(seed)
+    image, audio = as_tensor(split.image, torch.device("cpu")), as_tensor(split.audio, torch.device("cpu"))
+    curves: dict[str, list[float]] = {"image": [], "audio": [], "both": []}
+    for level in NOISE_LEVELS:
+        noisy_image = augment.add_noise(image, level, generator) if level else image
+        noisy_audio = augment.add_noise(audio, level, generator) if level else audio
+        curves["image"].append(accuracy(model, noisy_image, audio, split.labels, device))
+        curves["audio"].append(accuracy(model, image, noisy_audio, split.labels, device))
+        curves["both"].append(accuracy(model, noisy_image, noisy_audio, split.labels, device))
+    return curves
+
+
+def fusion_hurts(fused: np.ndarray, image_only: np.ndarray, audio_only: np.ndarray, labels: np.ndarray) -> dict:
+    """How often the fused model is wrong where a single-modality model is right."""
+    fused_wrong = fused != labels
+    return {
+        "fused wrong, image model right": int(np.sum(fused_wrong & (image_only == labels))),
+        "fused wrong, audio model right": int(np.sum(fused_wrong & (audio_only == labels))),
+        "fused wrong, either right": int(np.sum(fused_wrong & ((image_only == labels) | (audio_only == labels)))),
+        "fused right, both wrong": int(np.sum(~fused_wrong & (image_only != labels) & (audio_only != labels))),
+        "pairs": len(labels),
+    }
+
+
+def probabilities(model: MultimodalNet, split: Split, device: torch.device) -> np.ndarray:
+    return F.softmax(logits_for(model, split.image, split.audio, device), dim=1).numpy()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_robustness(path: Path, curves: dict[str, list[float]], title: str) -> Path:
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for name, values in curves.items():
+        axis.plot(NOISE_LEVELS, values, "-o", markersize=4, label=f"noise on {name}")
+    axis.set(xlabel="Gaussian noise std (input scale [0, 1])", ylabel="accuracy", title=title, ylim=(0, 1.02))
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return save_figure(figure, path)
+
+
+def plot_reliability(path: Path, probs: np.ndarray, labels: np.ndarray, ece: float, bins: int = 15) -> Path:
+    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+    plt = _pyplot()
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    rates = [correct[which == b].mean() if np.any(which == b) else np.nan for b in range(bins)]
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.bar(centres, rates, width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in bin")
+    axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    axis.set(xlabel="confidence", ylabel="accuracy", title=f"reliability (ECE {ece:.4f})", xlim=(0, 1), ylim=(0, 1))
+    axis.legend(loc="upper left")
+    return save_figure(figure, path)
+
+
+def plot_error_gallery(path: Path, split: Split, predictions: np.ndarray, limit: int = 16) -> Path:
+    """Misclassified pairs: the image above its MFCC (39 frames x 13 coefficients) heat map."""
+    plt = _pyplot()
+    wrong = np.flatnonzero(predictions != split.labels)[:limit]
+    columns = max(1, min(8, len(wrong)))
+    rows = max(1, int(np.ceil(len(wrong) / columns)))
+    figure, axes = plt.subplots(2 * rows, columns, figsize=(1.8 * columns, 3.6 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for slot, row in enumerate(wrong):
+        top, left = 2 * (slot // columns), slot % columns
+        axes[top, left].imshow(split.image[row], cmap="gray", vmin=0, vmax=1)
+        axes[top, left].set_title(f"true {split.labels[row]} / pred {predictions[row]}", fontsize=8)
+        axes[top + 1, left].imshow(split.audio[row].T, aspect="auto", origin="lower", cmap="magma")
+    if not len(wrong):
+        axes[0, 0].text(0.5, 0.5, "no errors", ha="center")
+    figure.suptitle("misclassified pairs (image; MFCC frames x coefficients)")
+    return save_figure(figure, path)

@@ -1,0 +1,72 @@
+"""Analysis maths and the analyze command on a tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from mmdigits.analysis import fusion_hurts, utilisation
+from mmdigits.metrics import expected_calibration_error
+
+
+def test_utilisation_rates_follow_wu_et_al():
+    rates = utilisation({"both": 0.9, "audio mean-filled": 0.6, "image mean-filled": 0.3})
+    assert rates["u(audio|image)"] == pytest.approx(1 / 3)  # (0.9 - 0.6) / 0.9
+    assert rates["u(image|audio)"] == pytest.approx(2 / 3)
+    assert rates["difference"] == pytest.approx(-1 / 3)
+
+
+def test_fusion_hurts_counts():
+    labels = np.array([0, 1, 2, 3])
+    fused = np.array([0, 9, 9, 3])
+    image = np.array([0, 1, 9, 9])
+    audio = np.array([9, 9, 2, 9])
+    counts = fusion_hurts(fused, image, audio, labels)
+    assert counts["fused wrong, image model right"] == 1
+    assert counts["fused wrong, audio model right"] == 1
+    assert counts["fused wrong, either right"] == 2
+    assert counts["fused right, both wrong"] == 1
+
+
+def test_calibration_error():
+    confident = np.eye(10)[[1, 2, 3, 4]]
+    assert expected_calibration_error(confident, np.array([1, 2, 3, 4])) == pytest.approx(0.0)
+    assert expected_calibration_error(confident, np.array([0, 0, 0, 0])) == pytest.approx(1.0)
+
+
+def test_analyze_writes_the_report(trained_run, tiny_data, tmp_path):
+    best = trained_run / "best.pth"
+    result = run_cli("analyze", "-c", best, "--data", tiny_data, "--labels", tiny_data / "y_test.csv",
+                     "--image-model", best, "--audio-model", best, "--out", tmp_path)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["ablation"]) == {"both", "image zeroed", "image mean-filled", "audio zeroed", "audio mean-filled"}
+    assert len(report["robustness"]["image"]) == len(report["robustness"]["levels"])
+    assert "audio_noisy" in report["conditions"] and 0 <= report["ece"] <= 1
+    assert report["fusion_hurts"]["pairs"] == 40
+    for name in ("confusion_matrix.png", "robustness.png", "reliability.png", "errors.png", "per_class.csv"):
+        assert (tmp_path / name).is_file()
+    assert "u(audio|image)" in result.stdout
+
+
+def test_analyze_on_validation_split_and_bad_pairing(trained_run, tiny_data, tmp_path):
+    best = trained_run / "best.pth"
+    assert run_cli("analyze", "-c", best, "--data", tiny_data, "--out", tmp_path).exit_code == 0
+    result = run_cli("analyze", "-c", best, "--data", tiny_data, "--image-model", best, "--out", tmp_path)
+    assert result.exit_code == 2 and "--image-model and --audio-model go together" in result.stderr
+
+
+def test_macro_f1_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    from mmdigits.metrics import score
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 500)
+    predictions = np.where(rng.random(500) < 0.7, labels, rng.integers(0, 9, 500))  # digit 9 under-predicted
+    expected = f1_score(labels, predictions, average="macro", labels=np.arange(10), zero_division=0)
+    assert score(predictions, labels)["macro_f1"] == pytest.approx(expected)
+    assert score(predictions, labels)["accuracy"] == pytest.approx(np.mean(predictions == labels))
