@@ -628,9 +628,9 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the data, the run, the submission and the plots.")] = Path(
         "mmdigits-demo"
     ),
-    train_pairs: Annotated[int, typer.Option("--train", help="Training pairs to generate.")] = 12000,
+    train_pairs: Annotated[int, typer.Option("--train", help="Training pairs to generate.")] = 16000,
     test_pairs: Annotated[int, typer.Option("--test", help="Test pairs to generate.")] = 2000,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     model: Annotated[str, typer.Option(help="Model to train.")] = DEFAULT_MODEL,
     device: DeviceOption = "auto",
 ) -> None:

@@ -26,6 +26,7 @@ CONDITIONS = ("clean", "image_noisy", "audio_noisy", "both_mild")
 CONDITION_SHARES = (0.4, 0.2, 0.2, 0.2)
 TEST_SHARE = 0.2  # of source images and of speakers, held out for the test set
 TEST_LABELS = "y_test.csv"
+CHUNK_ROWS = 4096
 
 
 @dataclass
@@ -116,10 +117,15 @@ def make_pairs(
         image_rows[rows] = rng.choice(np.flatnonzero(image_labels == digit), len(rows))
         clip_rows[rows] = rng.choice(np.flatnonzero(clip_labels == digit), len(rows))
     conditions = rng.choice(CONDITIONS, size=n_rows, p=CONDITION_SHARES)
-    image = distort_images(images[image_rows], generator)
-    audio = torch.from_numpy(clips[clip_rows].astype(np.float32))
-    image, audio = apply_condition(image, audio, conditions, generator)
-    return image.numpy(), audio.numpy(), labels, conditions
+    image_parts, audio_parts = [], []
+    for start in range(0, n_rows, CHUNK_ROWS):  # chunks keep the warping's memory small
+        chunk = slice(start, start + CHUNK_ROWS)
+        image = distort_images(images[image_rows[chunk]], generator)
+        audio = torch.from_numpy(clips[clip_rows[chunk]].astype(np.float32))
+        image, audio = apply_condition(image, audio, conditions[chunk], generator)
+        image_parts.append(image.numpy())
+        audio_parts.append(audio.numpy())
+    return np.concatenate(image_parts), np.concatenate(audio_parts), labels, conditions
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

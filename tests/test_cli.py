@@ -202,3 +202,31 @@ def test_resume_replays_the_same_training(tiny_data, tmp_path):
         pd.read_csv(straight / "metrics.csv").drop(columns=columns),
         pd.read_csv(interrupted / "metrics.csv").drop(columns=columns),
     )
+
+
+@pytest.mark.parametrize(
+    "model", ["cnn_rnn_linear", "cnn_rnn_attention", "cnn_transformer_linear", "cnn_transformer_attention"]
+)
+def test_each_reference_architecture_trains_predicts_and_plots(model, tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("train", "--data", tiny_data, "--model", model, "--epochs", "1", "--out", run).exit_code == 0
+    assert run_cli("predict", "-c", run / "best.pth", "--data", tiny_data, "--out", tmp_path / "s.csv").exit_code == 0
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 40
+    result = run_cli("tsne", "-c", run / "best.pth", "--data", tiny_data, "--samples", "30", "--out", tmp_path)
+    assert result.exit_code == 0 and (tmp_path / "fused.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"\x00\x01garbage" * 100, "not a readable checkpoint"), (None, "is newer than this mmdigits reads")],
+)
+def test_bad_checkpoints_on_the_cli(trained_run, tiny_data, tmp_path, content, message):
+    path = tmp_path / "bad.pth"
+    if content is None:
+        payload = torch.load(trained_run / "best.pth", weights_only=True)
+        torch.save({**payload, "format_version": 99}, path)
+    else:
+        path.write_bytes(content)
+    result = run_cli("predict", "-c", path, "--data", tiny_data, "--out", tmp_path / "s.csv")
+    assert result.exit_code == 1 and message in result.stderr
+    assert not (tmp_path / "s.csv").exists()
