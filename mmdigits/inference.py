@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mmdigits import augment
-from mmdigits.runtime import autocast
+from mmdigits.runtime import autocast, use_bf16
 
 TTA_VIEWS = 8  # the plain input plus 7 small shifts/rotations of the image and frame shifts
 
@@ -55,10 +55,13 @@ def tta_probabilities(
 
 
 def ensemble_probabilities(
-    models: list[torch.nn.Module], image, audio, device: torch.device, tta: bool = False, bf16: bool = False
+    models: list[torch.nn.Module], image, audio, device: torch.device, tta: bool = False, bf16: bool | None = None
 ) -> torch.Tensor:
     """Average of the models' class probabilities (not logits: members trained apart can have
-    very different logit scales, and averaging probabilities keeps each member's vote bounded)."""
+    very different logit scales, and averaging probabilities keeps each member's vote bounded).
+    bf16=None autocasts where the hardware runs bf16 natively, as training does."""
+    if bf16 is None:
+        bf16 = use_bf16("auto", device)
     total = None
     for model in models:
         if tta:
