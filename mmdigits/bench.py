@@ -40,8 +40,9 @@ def inference_rate(model: torch.nn.Module, data: Split, device: torch.device, bf
     return len(data) / best
 
 
-def bench_model(name: str, train: Split, val: Split, epochs: int, device: torch.device, seed: int,
-                compile: bool = False) -> dict[str, float]:  # fmt: skip
+def bench_model(
+    name: str, train: Split, val: Split, epochs: int, device: torch.device, seed: int, compile: bool = False
+) -> dict[str, float]:
     """Train `name` with the default recipe for `epochs`; time training and inference."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -68,8 +69,16 @@ def bench_reference(train: Split, val: Split, epochs: int, device: torch.device,
     return row | {"inference_per_s": float("nan"), "peak_memory_mb": peak_memory_mb(device)}
 
 
-def run_bench(models: list[str], train: Split, val: Split, epochs: int, device: torch.device, seed: int = 0,
-              compile: bool = False, log: Callable[[str], None] = lambda message: None) -> dict:  # fmt: skip
+def run_bench(
+    models: list[str],
+    train: Split,
+    val: Split,
+    epochs: int,
+    device: torch.device,
+    seed: int = 0,
+    compile: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict:
     """Benchmark the reference loop, then each model; rows carry the speed-up over the reference."""
     configure(device)
     log(f"reference loop: {len(train)} train pairs, {epochs} epochs")

@@ -277,7 +277,7 @@ def tsne(
 
     from mmdigits.artifacts import atomic_path
     from mmdigits.checkpoint import load_model
-    from mmdigits.data import load_test, load_train, read_labels
+    from mmdigits.data import load_test, load_train
     from mmdigits.embeddings import cluster, cluster_scores, embeddings_for, plot_map, tsne_2d
     from mmdigits.reporting import console
     from mmdigits.runs import split_for
@@ -289,14 +289,13 @@ def tsne(
         raise UsageError("--samples must be at least 10")
     torch_device = pick_device(device)
     model, payload = load_model(checkpoint, torch_device)
-    if split == "test":
-        chosen = load_test(data)
-        if labels is not None:
-            chosen.labels = read_labels(labels, rows=len(chosen))
-    else:
+    if split == "train":
         config = TrainConfig.from_dict({**payload["config"], "data": str(data)})
-        train_part, val_part, _ = split_for(config, load_train(data))
-        chosen = val_part if split == "val" and val_part is not None else train_part
+        chosen = split_for(config, load_train(data))[0]
+    elif split == "test" and labels is None:
+        chosen = load_test(data)  # no labels: the maps are coloured by cluster only
+    else:
+        chosen = labelled_pairs(payload, data, labels if split == "test" else None)[0]
     rows = np.random.default_rng(seed).permutation(len(chosen))[:samples]
     chosen = chosen.subset(np.sort(rows))
     console.print(f"embedding {len(chosen)} {split} pairs with {payload['model']}")
@@ -340,22 +339,15 @@ def evaluate(
 ) -> None:
     """Score a model (or ensemble) on labelled test files: accuracy, macro F1, per class and condition."""
     from mmdigits.artifacts import atomic_path
-    from mmdigits.data import load_test, read_label_table
-    from mmdigits.errors import DataError
     from mmdigits.evaluation import plot_confusion, report
     from mmdigits.inference import ensemble_probabilities
 
     models, torch_device = load_ensemble(checkpoint, device)
-    test = load_test(data)
-    table = read_label_table(labels)
-    if len(table) != len(test):
-        raise DataError(f"{labels}: {len(table)} labels, but the test files have {len(test)} rows")
+    test, conditions, _ = labelled_pairs({}, data, labels)
     predictions = ensemble_probabilities(models, test.image, test.audio, torch_device, tta=tta).numpy().argmax(axis=1)
-    truth = table["label"].to_numpy()
-    conditions = table["condition"].astype(str).to_numpy() if "condition" in table.columns else None
-    result = report(predictions, truth, conditions)
+    result = report(predictions, test.labels, conditions)
     print_report(result, title=f"{len(test)} test pairs, {len(models)} model(s){' + TTA' if tta else ''}")
-    plot_confusion(out / "confusion_matrix.png", predictions, truth, "confusion matrix (test)")
+    plot_confusion(out / "confusion_matrix.png", predictions, test.labels, "confusion matrix (test)")
     with atomic_path(out / "per_class.csv") as temporary:
         result.classes.to_csv(temporary, index=False, float_format="%.4f")
     stdout.print(f"wrote {out / 'confusion_matrix.png'} and {out / 'per_class.csv'}")
@@ -454,16 +446,25 @@ def analyze(
     stdout.print(table)
     ece = expected_calibration_error(probs, pairs.labels)
     stdout.print(f"expected calibration error: {ece:.4f}")
-    findings = {"model": payload["model"], "evaluated_on": description, "overall": summary.overall,
-                "conditions": summary.conditions, "ablation": ablated, "utilisation": rates,
-                "robustness": {"levels": analysis.NOISE_LEVELS, **curves}, "ece": ece}  # fmt: skip
+    findings = {
+        "model": payload["model"],
+        "evaluated_on": description,
+        "overall": summary.overall,
+        "conditions": summary.conditions,
+        "ablation": ablated,
+        "utilisation": rates,
+        "robustness": {"levels": analysis.NOISE_LEVELS, **curves},
+        "ece": ece,
+    }
     if image_model is not None and audio_model is not None:
         image_net, _ = load_model(image_model, torch_device)
         audio_net, _ = load_model(audio_model, torch_device)
         findings["fusion_hurts"] = analysis.fusion_hurts(
-            predictions, analysis.probabilities(image_net, pairs, torch_device).argmax(axis=1),
-            analysis.probabilities(audio_net, pairs, torch_device).argmax(axis=1), pairs.labels,
-        )  # fmt: skip
+            predictions,
+            analysis.probabilities(image_net, pairs, torch_device).argmax(axis=1),
+            analysis.probabilities(audio_net, pairs, torch_device).argmax(axis=1),
+            pairs.labels,
+        )
         stdout.print("does fusion hurt? " + ", ".join(f"{k}: {v}" for k, v in findings["fusion_hurts"].items()))
     elif (image_model is None) != (audio_model is None):
         raise UsageError("--image-model and --audio-model go together")
@@ -474,8 +475,9 @@ def analyze(
     with atomic_path(out / "per_class.csv") as temporary:
         summary.classes.to_csv(temporary, index=False, float_format="%.4f")
     write_json(out / "report.json", findings)
-    stdout.print(f"wrote {out}/: report.json, per_class.csv, confusion_matrix.png, robustness.png, "
-                 "reliability.png, errors.png")  # fmt: skip
+    stdout.print(
+        f"wrote {out}/: report.json, per_class.csv, confusion_matrix.png, robustness.png, reliability.png, errors.png"
+    )
 
 
 @app.command()
@@ -592,17 +594,21 @@ def cv(
     from mmdigits.data import load_train
     from mmdigits.reporting import console
 
-    config = TrainConfig(data=str(data), model=model, epochs=epochs, seed=seed, max_samples=max_samples,
-                         device=device, out=str(out)).validate()  # fmt: skip
+    config = TrainConfig(
+        data=str(data), model=model, epochs=epochs, seed=seed, max_samples=max_samples, device=device, out=str(out)
+    ).validate()
     summary = cross_validate(config, load_train(data), folds, out, log=console.print)
     for index, fold in enumerate(summary["per_fold"]):
         stdout.print(f"fold {index}: accuracy {fold['accuracy']:.4f}, macro-F1 {fold['macro_f1']:.4f}")
-    stdout.print(f"CV accuracy {summary['accuracy']['mean']:.4f} +- {summary['accuracy']['std']:.4f}, "
-                 f"macro-F1 {summary['macro_f1']['mean']:.4f} +- {summary['macro_f1']['std']:.4f}; "
-                 f"pooled out-of-fold accuracy {summary['pooled_oof']['accuracy']:.4f}, "
-                 f"macro-F1 {summary['pooled_oof']['macro_f1']:.4f}")  # fmt: skip
-    stdout.print(f"wrote {out}/fold0..{folds - 1}/best.pth, {out}/oof.csv, {out}/cv.json; "
-                 f"ensemble: mmdigits predict -c {out}")  # fmt: skip
+    stdout.print(
+        f"CV accuracy {summary['accuracy']['mean']:.4f} +- {summary['accuracy']['std']:.4f}, "
+        f"macro-F1 {summary['macro_f1']['mean']:.4f} +- {summary['macro_f1']['std']:.4f}; "
+        f"pooled out-of-fold accuracy {summary['pooled_oof']['accuracy']:.4f}, "
+        f"macro-F1 {summary['pooled_oof']['macro_f1']:.4f}"
+    )
+    stdout.print(
+        f"wrote {out}/fold0..{folds - 1}/best.pth, {out}/oof.csv, {out}/cv.json; ensemble: mmdigits predict -c {out}"
+    )
 
 
 @data_app.command("make")

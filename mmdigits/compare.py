@@ -73,8 +73,15 @@ def plot_band(path: Path, name: str, histories: list[list[dict[str, float]]]) ->
     return save_figure(figure, path)
 
 
-def compare_models(names: list[str], seeds: int, base: TrainConfig, data: Split, out: Path, runs: Path,
-                   log: Callable[[str], None] = lambda message: None) -> list[dict]:  # fmt: skip
+def compare_models(
+    names: list[str],
+    seeds: int,
+    base: TrainConfig,
+    data: Split,
+    out: Path,
+    runs: Path,
+    log: Callable[[str], None] = lambda message: None,
+) -> list[dict]:
     """Train every model with seeds 0..seeds-1 on the same split (the split's seed is base.seed)."""
     from mmdigits.runs import split_for
 

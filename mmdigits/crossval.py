@@ -21,8 +21,9 @@ from mmdigits.runs import train_run
 from mmdigits.runtime import pick_device
 
 
-def cross_validate(config: TrainConfig, data: Split, folds: int, out: Path,
-                   log: Callable[[str], None] = lambda message: None) -> dict:  # fmt: skip
+def cross_validate(
+    config: TrainConfig, data: Split, folds: int, out: Path, log: Callable[[str], None] = lambda message: None
+) -> dict:
     """Train one model per fold into OUT/fold<k>/; write OUT/oof.csv and OUT/cv.json."""
     import pandas as pd
 
@@ -51,11 +52,11 @@ def cross_validate(config: TrainConfig, data: Split, folds: int, out: Path,
         "accuracy": {
             "mean": float(np.mean([f["accuracy"] for f in per_fold])),
             "std": float(np.std([f["accuracy"] for f in per_fold])),
-        },  # fmt: skip
+        },
         "macro_f1": {
             "mean": float(np.mean([f["macro_f1"] for f in per_fold])),
             "std": float(np.std([f["macro_f1"] for f in per_fold])),
-        },  # fmt: skip
+        },
         "pooled_oof": pooled,
     }
     table = pd.DataFrame(oof, columns=[f"p{digit}" for digit in range(10)])

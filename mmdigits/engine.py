@@ -245,8 +245,16 @@ def fit(
     return result
 
 
-def save_epoch(out: Path, model: MultimodalNet, config: TrainConfig, optimizer, scheduler, result: FitResult,
-               best_f1: float, improved: bool) -> None:  # fmt: skip
+def save_epoch(
+    out: Path,
+    model: MultimodalNet,
+    config: TrainConfig,
+    optimizer,
+    scheduler,
+    result: FitResult,
+    best_f1: float,
+    improved: bool,
+) -> None:
     """best.pth when the epoch improved; last.pth always, with everything --resume needs."""
     row = result.history[-1]
     payload = {

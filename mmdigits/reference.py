@@ -26,10 +26,18 @@ class ReferenceNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.cnn = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(3136, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 128),
-        )  # fmt: skip
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(3136, 256),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Linear(256, 128),
+        )
         layer = nn.TransformerEncoderLayer(507, 13, 2048, batch_first=True)
         self.transformer = nn.TransformerEncoder(layer, 5, enable_nested_tensor=False)
         self.audio_out = nn.Linear(507, 128)
@@ -52,10 +60,12 @@ def zscore(train: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torc
 def train_reference(train: Split, val: Split, epochs: int, device: torch.device, seed: int = 0) -> dict[str, float]:
     """Train the reference model its own way; returns samples/s, seconds per epoch, val accuracy."""
     torch.manual_seed(seed)
-    image, val_image = zscore(torch.from_numpy(train.image.reshape(len(train), -1)),
-                              torch.from_numpy(val.image.reshape(len(val), -1)))  # fmt: skip
-    audio, val_audio = zscore(torch.from_numpy(train.audio.reshape(len(train), -1)),
-                              torch.from_numpy(val.audio.reshape(len(val), -1)))  # fmt: skip
+    image, val_image = zscore(
+        torch.from_numpy(train.image.reshape(len(train), -1)), torch.from_numpy(val.image.reshape(len(val), -1))
+    )
+    audio, val_audio = zscore(
+        torch.from_numpy(train.audio.reshape(len(train), -1)), torch.from_numpy(val.audio.reshape(len(val), -1))
+    )
     labels = torch.from_numpy(train.labels)
     loader = DataLoader(TensorDataset(image, audio, labels), batch_size=128, shuffle=True)
     model = ReferenceNet().to(device)
@@ -82,7 +92,7 @@ def train_reference(train: Split, val: Split, epochs: int, device: torch.device,
             model(val_image[start : start + 1024].to(device), val_audio[start : start + 1024].to(device))
             for start in range(0, len(val), 1024)
         ]
-        predictions = torch.cat([logits.argmax(dim=1).cpu() for logits in batches])  # fmt: skip
+        predictions = torch.cat([logits.argmax(dim=1).cpu() for logits in batches])
     return {
         "samples_per_s": len(train) * epochs / seconds,
         "seconds_per_epoch": seconds / epochs,

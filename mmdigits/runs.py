@@ -85,6 +85,8 @@ def train_run(
 
     try:
         result = fit(model, train, val, config, device, resume, after_epoch, on_batch, dist)
+        if dist.enabled:  # leave together: a rank that tears down its group while rank 0 still
+            torch.distributed.barrier()  # writes the last files can abort (seen with Gloo)
     finally:
         if dist.enabled:
             torch.distributed.destroy_process_group()

@@ -151,9 +151,14 @@ def generate(n_train: int, n_test: int, seed: int = 0) -> tuple[Split, Split, np
     parts = []
     for rows, image_mask, clip_mask in ((n_train, ~test_images, ~test_speakers), (n_test, test_images, test_speakers)):
         image, audio, labels, conditions = make_pairs(
-            rows, images[image_mask], image_labels[image_mask], table["features"][clip_mask],
-            table["labels"][clip_mask], rng, generator,
-        )  # fmt: skip
+            rows,
+            images[image_mask],
+            image_labels[image_mask],
+            table["features"][clip_mask],
+            table["labels"][clip_mask],
+            rng,
+            generator,
+        )
         parts.append((Split(image, audio, labels), conditions))
     (train, _), (test, test_conditions) = parts
     return train, test, test_conditions

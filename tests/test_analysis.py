@@ -39,8 +39,21 @@ def test_calibration_error():
 
 def test_analyze_writes_the_report(trained_run, tiny_data, tmp_path):
     best = trained_run / "best.pth"
-    result = run_cli("analyze", "-c", best, "--data", tiny_data, "--labels", tiny_data / "y_test.csv",
-                     "--image-model", best, "--audio-model", best, "--out", tmp_path)  # fmt: skip
+    result = run_cli(
+        "analyze",
+        "-c",
+        best,
+        "--data",
+        tiny_data,
+        "--labels",
+        tiny_data / "y_test.csv",
+        "--image-model",
+        best,
+        "--audio-model",
+        best,
+        "--out",
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["ablation"]) == {"both", "image zeroed", "image mean-filled", "audio zeroed", "audio mean-filled"}

@@ -22,21 +22,50 @@ def ddp_data(tmp_path_factory):
 
 
 def train_args(data, out):
-    return ["train", "--data", str(data), "--model", FAST_MODEL, "--epochs", "2", "--batch-size", "64",
-            "--device", "cpu", "--precision", "fp32", "--seed", "0", "--out", str(out)]  # fmt: skip
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        FAST_MODEL,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    ]
 
 
 def test_two_process_gloo_run_matches_one_process(ddp_data, tmp_path):
     distributed, single = tmp_path / "ddp", tmp_path / "single"
     environment = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
     environment["OMP_NUM_THREADS"] = "1"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               "-m", "mmdigits", *train_args(ddp_data, distributed)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "mmdigits",
+        *train_args(ddp_data, distributed),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(path.name for path in distributed.iterdir()) == [
-        "best.pth", "config.json", "last.pth", "loss_acc.png", "metrics.csv"
-    ]  # fmt: skip
+        "best.pth",
+        "config.json",
+        "last.pth",
+        "loss_acc.png",
+        "metrics.csv",
+    ]
     assert done.stdout.count("best epoch") == 1  # only rank 0 prints
     state = torch.load(distributed / "best.pth", weights_only=True)["state_dict"]
     assert not any(key.startswith("module.") for key in state)

@@ -37,8 +37,9 @@ def test_nan_loss_stops_and_keeps_the_best_checkpoint(tiny_data, tmp_path, monke
 
 
 def test_nan_loss_is_one_line_on_the_cli(tiny_data, tmp_path):
-    result = run_cli("train", "--data", tiny_data, "--model", FAST_MODEL, "--epochs", "2", "--lr", "1e30",
-                     "--out", tmp_path)  # fmt: skip
+    result = run_cli(
+        "train", "--data", tiny_data, "--model", FAST_MODEL, "--epochs", "2", "--lr", "1e30", "--out", tmp_path
+    )
     assert result.exit_code == 1
     assert "training loss became" in result.stderr and "Traceback" not in result.output
 
@@ -52,10 +53,23 @@ def test_batches_skip_tiny_remainders_alike_on_every_rank():
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_keeps_last_checkpoint_and_exits_130(tiny_data, tmp_path, signal_number):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "mmdigits", "train", "--data", str(tiny_data), "--model", FAST_MODEL,
-               "--epochs", "500", "--out", str(out)]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "mmdigits",
+        "train",
+        "--data",
+        str(tiny_data),
+        "--model",
+        FAST_MODEL,
+        "--epochs",
+        "500",
+        "--out",
+        str(out),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     deadline = time.time() + 120
     while not (out / "metrics.csv").exists() and time.time() < deadline:
         time.sleep(0.2)

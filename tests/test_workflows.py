@@ -18,8 +18,21 @@ def test_seconds_to_target():
 
 
 def test_compare_writes_table_and_curves(tiny_data, tmp_path):
-    result = run_cli("compare", "--data", tiny_data, "--models", f"{FAST_MODEL},cnn_image_only", "--seeds", "2",
-                     "--epochs", "1", "--out", tmp_path / "other", "--runs", tmp_path / "runs")  # fmt: skip
+    result = run_cli(
+        "compare",
+        "--data",
+        tiny_data,
+        "--models",
+        f"{FAST_MODEL},cnn_image_only",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "other",
+        "--runs",
+        tmp_path / "runs",
+    )
     assert result.exit_code == 0, result.output
     table = (tmp_path / "other" / "README.md").read_text()
     assert f"[{FAST_MODEL}]" in table and "+-" in table and "torch" in table
@@ -47,8 +60,9 @@ def test_cv_rejects_one_fold(tiny_data, tmp_path):
 
 def test_bench_prints_side_by_side(tmp_path):
     out = tmp_path / "bench.json"
-    result = run_cli("bench", "--models", FAST_MODEL, "--samples", "200", "--epochs", "1", "--device", "cpu",
-                     "--out", out)  # fmt: skip
+    result = run_cli(
+        "bench", "--models", FAST_MODEL, "--samples", "200", "--epochs", "1", "--device", "cpu", "--out", out
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
     rows = figures["rows"]
