@@ -106,6 +106,7 @@ def train(
     aux_weight: Annotated[float, typer.Option(help="Weight of the per-modality heads' loss (0: off).")] = (
         TrainConfig.aux_weight
     ),
+    rank: Annotated[int, typer.Option(help="Rank of the low-rank tensor fusion (*_lowrank models).")] = 4,
     augment: Annotated[bool, typer.Option(help="Affine image warps, MFCC frame shifts/masks, input noise.")] = True,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = TrainConfig.label_smoothing,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = TrainConfig.weight_decay,
@@ -145,6 +146,7 @@ def train(
             augment=augment,
             modality_dropout=modality_dropout,
             aux_weight=aux_weight,
+            rank=rank,
             patience=patience,
             max_samples=max_samples,
             compile=compile,

@@ -29,6 +29,7 @@ class TrainConfig:
     augment: bool = True  # affine image warps, frame shifts/masks, per-modality noise
     modality_dropout: float = 0.2  # chance of blanking one modality of a training pair
     aux_weight: float = 0.5  # weight of the per-modality heads' loss (0: fused loss only)
+    rank: int = 4  # rank of the low-rank tensor fusion (the *_lowrank models)
     patience: int = 0  # stop after this many epochs without a better val macro-F1; 0: never
     max_samples: int = 0  # train on the first N rows only (smoke tests); 0: all
     compile: bool = False
@@ -52,6 +53,7 @@ class TrainConfig:
             (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
             (0 <= self.modality_dropout < 1, "--modality-dropout must be in [0, 1)"),
             (self.aux_weight >= 0, "--aux-weight must not be negative"),
+            (self.rank >= 1, "--rank must be at least 1"),
             (self.patience >= 0, "--patience must not be negative"),
             (self.max_samples >= 0, "--max-samples must not be negative"),
             (
@@ -64,6 +66,10 @@ class TrainConfig:
             if not ok:
                 raise UsageError(message)
         return self
+
+    def model_overrides(self) -> dict[str, Any]:
+        """Model arguments the CLI can change; they are stored in the checkpoint's model_kwargs."""
+        return {"rank": self.rank}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

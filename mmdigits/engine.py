@@ -259,7 +259,7 @@ def save_epoch(
     row = result.history[-1]
     payload = {
         "model": config.model,
-        "model_kwargs": model_arguments(config.model),
+        "model_kwargs": model_arguments(config.model, **config.model_overrides()),
         "state_dict": model.state_dict(),  # the unwrapped model: no DDP 'module.' prefix
         "config": config.to_dict(),
         "normalisation": model.normalisation(),

@@ -68,7 +68,7 @@ def train_run(
     else:
         (train, val), n_groups = splits, 0
     seed_everything(config.seed)
-    model = create_model(config.model)
+    model = create_model(config.model, **config.model_overrides())
     parameters = sum(p.numel() for p in model.parameters())
     ranks = f" x {dist.world} processes" if dist.enabled else ""
     log(f"model: {config.model}, {parameters:,} parameters, on {device}{ranks}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -230,3 +232,42 @@ def test_bad_checkpoints_on_the_cli(trained_run, tiny_data, tmp_path, content, m
     result = run_cli("predict", "-c", path, "--data", tiny_data, "--out", tmp_path / "s.csv")
     assert result.exit_code == 1 and message in result.stderr
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_lowrank_rank_option_reaches_the_checkpoint(tiny_data, tmp_path):
+    result = run_cli(
+        "train", "--data", tiny_data, "--model", "cnn_rnn_lowrank", "--rank", "2", "--epochs", "1", "--out", tmp_path
+    )
+    assert result.exit_code == 0, result.output
+    payload = torch.load(tmp_path / "best.pth", weights_only=True)
+    assert payload["model_kwargs"]["rank"] == 2
+    assert payload["state_dict"]["fusion.image_factor"].shape[0] == 2
+    assert (
+        run_cli("predict", "-c", tmp_path / "best.pth", "--data", tiny_data, "--out", tmp_path / "s.csv").exit_code == 0
+    )
+
+
+@pytest.mark.parametrize("script", ["train.py", "predict.py"])
+def test_top_level_scripts_are_the_cli(script):
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / script), "-h"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Usage: python " + script in done.stdout
+
+
+def test_debug_variable_shows_the_traceback(tmp_path):
+    environment = {**os.environ, "MMDIGITS_DEBUG": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mmdigits", "train", "--data", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+    )
+    assert done.returncode != 0 and "Traceback" in done.stderr and "DataError" in done.stderr
+    quiet = subprocess.run(
+        [sys.executable, "-m", "mmdigits", "train", "--data", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert quiet.returncode == 1 and "Traceback" not in quiet.stderr
