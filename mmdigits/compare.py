@@ -13,7 +13,7 @@ import numpy as np
 from mmdigits.artifacts import save_figure, write_json, write_text
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split
-from mmdigits.runs import train_run
+from mmdigits.runs import split_for, train_run
 
 TARGET_ACCURACY = 0.97
 
@@ -83,8 +83,6 @@ def compare_models(
     log: Callable[[str], None] = lambda message: None,
 ) -> list[dict]:
     """Train every model with seeds 0..seeds-1 on the same split (the split's seed is base.seed)."""
-    from mmdigits.runs import split_for
-
     splits = split_for(base, data)[:2]  # one split for every model and seed: a fair comparison
     results = []
     for name in names:
