@@ -13,13 +13,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mmdigits.errors import MmdigitsError
+
+
+def ensure_folder(folder: Path) -> Path:
+    """Create an output folder, or raise one line naming it (a file in the way, no permission)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MmdigitsError(f"{folder}: cannot create the output folder ({error.strerror or error})") from None
+    return folder
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise MmdigitsError(f"{path}: is a folder; give a file name to write")
+    ensure_folder(path.parent)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise MmdigitsError(f"{path}: cannot write here ({error.strerror or error})") from None
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)

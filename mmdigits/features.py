@@ -117,7 +117,7 @@ def read_spoken_digit(path: Path, stats: dict[str, np.ndarray]) -> np.ndarray:
     try:
         wave, _ = librosa.load(path, sr=SAMPLE_RATE, mono=True)
     except Exception as error:  # librosa raises many types for unreadable audio
-        raise DataError(f"{path}: not a readable audio file ({error})") from None
+        raise DataError(f"{path}: not a readable audio file ({str(error) or type(error).__name__})") from None
     if wave.size == 0 or not np.isfinite(wave).all():
         raise DataError(f"{path}: the recording is empty or holds NaN/Inf")
     features = normalise_mfcc(raw_mfcc(centre_clip(wave)), stats)

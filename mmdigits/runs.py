@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmdigits.artifacts import write_json
+from mmdigits.artifacts import ensure_folder, write_json
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split, load_train, train_val_indices
 from mmdigits.engine import FitResult, fit
@@ -74,7 +74,7 @@ def train_run(
     log(f"model: {config.model}, {parameters:,} parameters, on {device}{ranks}")
     out = Path(config.out)
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_folder(out)
         write_json(out / "config.json", config.to_dict())
 
     def after_epoch(row: dict[str, float], result: FitResult) -> None:

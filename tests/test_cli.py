@@ -271,3 +271,18 @@ def test_debug_variable_shows_the_traceback(tmp_path):
         timeout=60,
     )
     assert quiet.returncode == 1 and "Traceback" not in quiet.stderr
+
+
+@pytest.mark.parametrize("where", ["folder", "file_in_the_way"])
+def test_unwritable_outputs_give_one_line(trained_run, tiny_data, tmp_path, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    out = tmp_path if where == "folder" else blocker / "s.csv"
+    result = run_cli("predict", "-c", trained_run / "best.pth", "--data", tiny_data, "--out", out)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert (
+        ("is a folder" in result.stderr) if where == "folder" else ("cannot create the output folder" in result.stderr)
+    )
+    trained = run_cli("train", "--data", tiny_data, "--model", FAST_MODEL, "--epochs", "1", "--out", blocker)
+    assert trained.exit_code == 1 and "cannot create the output folder" in trained.stderr
+    assert blocker.read_text() == "a file, not a folder"
