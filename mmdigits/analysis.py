@@ -15,7 +15,7 @@ from mmdigits.data import Split
 from mmdigits.inference import as_tensor, logits_for
 from mmdigits.models import MultimodalNet
 
-NOISE_LEVELS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
+NOISE_LEVELS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]  # noise std in units of the feature spread
 
 
 def accuracy(model: MultimodalNet, image, audio, labels: np.ndarray, device: torch.device) -> float:
@@ -48,13 +48,15 @@ def utilisation(ablated: dict[str, float]) -> dict[str, float]:
 
 
 def robustness(model: MultimodalNet, split: Split, device: torch.device, seed: int = 0) -> dict[str, list[float]]:
-    """Accuracy as Gaussian noise of each std (inputs' [0, 1] scale) is added to image, audio, both."""
+    """Accuracy as Gaussian noise is added to image, audio, both; each std is in units of the
+    feature's spread on the training split (pixels stay in [0, 1]; audio is never clipped)."""
     generator = torch.Generator().manual_seed(seed)
     image, audio = as_tensor(split.image, torch.device("cpu")), as_tensor(split.audio, torch.device("cpu"))
+    image_spread, audio_spread = model.image_std.cpu(), model.audio_std.cpu()  # () and (13,)
     curves: dict[str, list[float]] = {"image": [], "audio": [], "both": []}
     for level in NOISE_LEVELS:
-        noisy_image = augment.add_noise(image, level, generator) if level else image
-        noisy_audio = augment.add_noise(audio, level, generator) if level else audio
+        noisy_image = augment.add_noise(image, level * image_spread, generator, bounds=(0.0, 1.0))
+        noisy_audio = audio + torch.randn(audio.shape, generator=generator) * level * audio_spread
         curves["image"].append(accuracy(model, noisy_image, audio, split.labels, device))
         curves["audio"].append(accuracy(model, image, noisy_audio, split.labels, device))
         curves["both"].append(accuracy(model, noisy_image, noisy_audio, split.labels, device))
@@ -91,7 +93,12 @@ def plot_robustness(path: Path, curves: dict[str, list[float]], title: str) -> P
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     for name, values in curves.items():
         axis.plot(NOISE_LEVELS, values, "-o", markersize=4, label=f"noise on {name}")
-    axis.set(xlabel="Gaussian noise std (input scale [0, 1])", ylabel="accuracy", title=title, ylim=(0, 1.02))
+    axis.set(
+        xlabel="Gaussian noise std (units of the feature's training spread)",
+        ylabel="accuracy",
+        title=title,
+        ylim=(0, 1.02),
+    )
     axis.grid(alpha=0.3)
     axis.legend()
     return save_figure(figure, path)

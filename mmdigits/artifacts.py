@@ -69,3 +69,19 @@ def save_figure(figure: Any, path: Path, dpi: int = 120) -> Path:
         figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format=Path(path).suffix[1:] or "png")
     plt.close(figure)
     return Path(path)
+
+
+def save_npy(path: Path, array: Any) -> Path:
+    """Write one .npy array atomically (never pickled)."""
+    import numpy as np
+
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+    return Path(path)
+
+
+def save_csv(path: Path, table: Any) -> Path:
+    """Write a pandas DataFrame as CSV atomically, without the index."""
+    with atomic_path(path) as temporary:
+        table.to_csv(temporary, index=False)
+    return Path(path)

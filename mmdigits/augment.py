@@ -1,7 +1,8 @@
 """Batched, digit-safe distortions on tensors (no flips: a flipped 2 or 5 is another glyph).
 
-Used for training augmentation, test-time augmentation and the shipped data generator, so the
-same code decides what a "small" rotation or a "strong" noise is everywhere.
+Used for training augmentation, test-time augmentation and the data generator. Training calls
+them on normalised inputs (z-scores fitted on the training split), so every strength is in units of
+the data's own spread and a fill of 0 is the average input, whatever units the files use.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ def random_affine(
     shear: float = 0.15,
     shift: float = 0.1,
     elastic: float = 0.0,
+    fill: float = 0.0,
 ) -> torch.Tensor:
-    """Random rotation/scale/shear/translation (+ optional elastic warp) per image."""
+    """Random rotation/scale/shear/translation (+ optional elastic warp) per image; `fill` is the
+    value that moves in from outside (the background: 0 for raw pixels, its z-score if normalised)."""
     batch = image.shape[0]
 
     def uniform(low: float, high: float) -> torch.Tensor:
@@ -41,8 +44,8 @@ def random_affine(
     grid = F.affine_grid(theta, (batch, 1, *image.shape[1:]), align_corners=False)
     if elastic > 0:
         grid = grid + smooth_displacement(batch, image.shape[1:], elastic, generator, image.device)
-    warped = F.grid_sample(image.unsqueeze(1), grid, align_corners=False, padding_mode="zeros")
-    return warped.squeeze(1)
+    warped = F.grid_sample((image - fill).unsqueeze(1), grid, align_corners=False, padding_mode="zeros")
+    return warped.squeeze(1) + fill
 
 
 def smooth_displacement(
@@ -70,7 +73,8 @@ def shift_frames(audio: torch.Tensor, max_shift: int, generator: torch.Generator
 def mask_blocks(
     audio: torch.Tensor, max_frames: int, max_coeffs: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """SpecAugment-style: zero one random run of frames and one of coefficients per clip."""
+    """SpecAugment-style: zero one random run of frames and one of coefficients per clip (on
+    normalised audio zero is the average frame, not a silence no recording gives)."""
     batch, frames, coeffs = audio.shape
     device = audio.device
 
@@ -84,10 +88,28 @@ def mask_blocks(
     return audio * keep
 
 
-def occlude(
-    image: torch.Tensor, min_side: int, max_side: int, generator: torch.Generator | None = None
+def overlay(
+    audio: torch.Tensor, share: float, weights: tuple[float, float], generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Cover one random square per image with random grey noise (a blot or a finger)."""
+    """Add another clip of the batch, weaker, under `share` of the clips: an interfering talker,
+    so that the model learns what a clip it should not trust looks like."""
+    batch = len(audio)
+    device = audio.device
+    partner = audio[torch.randperm(batch, generator=generator, device=device)]
+    low, high = weights
+    weight = torch.rand(batch, 1, 1, generator=generator, device=device) * (high - low) + low
+    weight = weight * (torch.rand(batch, 1, 1, generator=generator, device=device) < share)
+    return audio + weight * partner
+
+
+def occlude(
+    image: torch.Tensor,
+    min_side: int,
+    max_side: int,
+    generator: torch.Generator | None = None,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
+    """Cover one random square per image with noise uniform in `bounds` (a blot or a finger)."""
     batch, height, width = image.shape
     device = image.device
     side = torch.randint(min_side, max_side + 1, (batch, 1, 1), generator=generator, device=device)
@@ -96,15 +118,20 @@ def occlude(
     rows = torch.arange(height, device=device).view(1, -1, 1)
     cols = torch.arange(width, device=device).view(1, 1, -1)
     inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
-    blot = torch.rand(image.shape, generator=generator, device=device)
+    low, high = bounds
+    blot = torch.rand(image.shape, generator=generator, device=device) * (high - low) + low
     return torch.where(inside, blot, image)
 
 
 def add_noise(
-    values: torch.Tensor, std: torch.Tensor | float, generator: torch.Generator | None = None
+    values: torch.Tensor,
+    std: torch.Tensor | float,
+    generator: torch.Generator | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> torch.Tensor:
-    """Add Gaussian noise (std per sample or scalar) and clip to [0, 1], the inputs' range."""
+    """Add Gaussian noise (std per sample or scalar). Clipped only to `bounds` where the feature
+    has a documented range (pixels in [0, 1]); MFCCs have none, so audio is never clipped."""
     if isinstance(std, torch.Tensor):
         std = std.view(-1, *([1] * (values.dim() - 1)))
-    noise = torch.randn(values.shape, generator=generator, device=values.device)
-    return (values + noise * std).clamp(0.0, 1.0)
+    noisy = values + torch.randn(values.shape, generator=generator, device=values.device) * std
+    return noisy if bounds is None else noisy.clamp(*bounds)

@@ -63,9 +63,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint") -> MultimodalNet:
     """Rebuild the model the checkpoint describes, weights loaded, in eval mode."""
+    state = dict(payload["state_dict"])
+    state.setdefault("temperature", torch.ones(()))  # checkpoints from before calibration
     try:
         model = create_model(payload["model"], **payload["model_kwargs"])
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except (RuntimeError, TypeError, KeyError) as error:
         reason = str(error).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path}: weights do not fit model '{payload['model']}' ({reason})") from None

@@ -93,8 +93,12 @@ CheckpointsOption = Annotated[
 def train(
     data: DataOption = Path("."),
     model: Annotated[str, typer.Option(help="Registered model name; see `mmdigits models`.")] = DEFAULT_MODEL,
-    epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = TrainConfig.epochs,
-    batch_size: Annotated[int, typer.Option(help="Pairs per optimisation step.")] = TrainConfig.batch_size,
+    epochs: Annotated[
+        int, typer.Option(help="Passes over the training split; 0: auto (700+ optimiser steps, 15-40 epochs).")
+    ] = TrainConfig.epochs,
+    batch_size: Annotated[
+        int, typer.Option(help="Pairs per optimisation step; 0: auto (about 35 steps an epoch, 32-256).")
+    ] = TrainConfig.batch_size,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule (AdamW).")] = TrainConfig.lr,
     seed: Annotated[int, typer.Option(help="Seed for the split, initialisation, shuffles and augmentation.")] = 0,
     device: DeviceOption = "auto",
@@ -108,6 +112,12 @@ def train(
     ),
     rank: Annotated[int, typer.Option(help="Rank of the low-rank tensor fusion (*_lowrank models).")] = 4,
     augment: Annotated[bool, typer.Option(help="Affine image warps, MFCC frame shifts/masks, input noise.")] = True,
+    image_noise: Annotated[
+        float, typer.Option(help="Strongest training noise on images, in units of the pixels' spread.")
+    ] = TrainConfig.image_noise,
+    audio_noise: Annotated[
+        float, typer.Option(help="Strongest training noise on audio, in units of each coefficient's spread.")
+    ] = TrainConfig.audio_noise,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = TrainConfig.label_smoothing,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = TrainConfig.weight_decay,
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16 (autocast).")] = "auto",
@@ -144,6 +154,8 @@ def train(
             device=device,
             precision=precision,
             augment=augment,
+            image_noise=image_noise,
+            audio_noise=audio_noise,
             modality_dropout=modality_dropout,
             aux_weight=aux_weight,
             rank=rank,
@@ -152,7 +164,10 @@ def train(
             compile=compile,
             deterministic=deterministic,
         )
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    # Ctrl-C and SIGTERM stop training the same way, whatever the parent left: a background job of
+    # a non-interactive shell inherits SIGINT as ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with progress_bar("training") as advance:
 
         def on_epoch(row, result):
@@ -249,7 +264,7 @@ def featurize(
     """Turn a real picture and recording into the competition's 784 and 507 vectors."""
     import numpy as np
 
-    from mmdigits.synth import save_npy
+    from mmdigits.artifacts import save_npy
 
     image_vector, audio_vector = featurize_pair(image, audio)
     if out is not None:
@@ -439,7 +454,7 @@ def analyze(
     stdout.print("conditional utilisation (Wu et al. 2022): " + ", ".join(f"{k} {v:+.4f}" for k, v in rates.items()))
     with console.status("robustness curves..."):
         curves = analysis.robustness(model, pairs, torch_device)
-    table = Table(title="accuracy under Gaussian noise (std in the inputs' [0, 1] scale)")
+    table = Table(title="accuracy under Gaussian noise (std in units of the feature's training spread)")
     table.add_column("std", justify="right")
     for name in curves:
         table.add_column(f"noise on {name}", justify="right")
@@ -549,11 +564,58 @@ def bench(
 
 @app.command()
 @friendly
+def matrix(
+    models: Annotated[
+        str, typer.Option(help="Comma-separated names, or 'all': the four main models and both unimodal baselines.")
+    ] = "all",
+    train_pairs: Annotated[int, typer.Option("--train", help="Training pairs generated per profile.")] = 5600,
+    test_pairs: Annotated[int, typer.Option("--test", help="Test pairs per profile.")] = 2000,
+    epochs: Annotated[int, typer.Option(help="Epochs per model; 0: auto, as train.")] = TrainConfig.epochs,
+    seed: Annotated[int, typer.Option(help="Seed for the data and the training.")] = 0,
+    runs: Annotated[Path, typer.Option(help="Where the runs' checkpoints go.")] = Path("runs/matrix"),
+    out: Annotated[Path, typer.Option(help="JSON file for the figures.")] = Path("matrix.json"),
+    device: DeviceOption = "auto",
+) -> None:
+    """Train on each data profile, test on each, per noise condition: how the recipe travels."""
+    from mmdigits.artifacts import write_json
+    from mmdigits.generalisation import UNIMODAL, fusion_deficits, run_matrix
+    from mmdigits.reporting import console
+    from mmdigits.synth import CONDITIONS
+
+    names = [*MAIN_MODELS, *UNIMODAL] if models == "all" else [n.strip() for n in models.split(",") if n.strip()]
+    for name in names:
+        TrainConfig(model=name).validate()
+    base = TrainConfig(epochs=epochs, seed=seed, device=device).validate()
+    figures = run_matrix(names, base, train_pairs, test_pairs, runs, log=console.print)
+    for train_profile, rows in figures["matrix"].items():
+        table = Table(title=f"trained on {train_profile} ({train_pairs} pairs): test accuracy")
+        table.add_column("model")
+        table.add_column("train s", justify="right")
+        for test_profile in rows[names[0]]:
+            if test_profile != "train_seconds":
+                for column in ("all", *CONDITIONS):
+                    table.add_column(f"{test_profile} {column}", justify="right")
+        for name, cells in rows.items():
+            values = [f"{cells['train_seconds']:.0f}"]
+            for test_profile, cell in cells.items():
+                if test_profile != "train_seconds":
+                    values.append(f"{cell['overall']['accuracy']:.4f}")
+                    values += [f"{cell['conditions'].get(c, {}).get('accuracy', float('nan')):.4f}" for c in CONDITIONS]
+            table.add_row(name, *values)
+        stdout.print(table)
+    deficits = fusion_deficits(figures)
+    stdout.print("fused below the better unimodal baseline: " + ("; ".join(deficits) if deficits else "nowhere"))
+    write_json(out, figures | {"fusion_deficits": deficits})
+    stdout.print(f"wrote {out}")
+
+
+@app.command()
+@friendly
 def compare(
     data: DataOption = Path("."),
     models: Annotated[str, typer.Option(help="Comma-separated model names, or 'all' for the four main ones.")] = "all",
     seeds: Annotated[int, typer.Option(help="Seeds per model (0..N-1); the split stays the same.")] = 3,
-    epochs: Annotated[int, typer.Option(help="Epochs per run.")] = TrainConfig.epochs,
+    epochs: Annotated[int, typer.Option(help="Epochs per run; 0: auto, as train.")] = TrainConfig.epochs,
     max_samples: Annotated[int, typer.Option(help="Use only the first N training rows; 0: all.")] = 0,
     out: Annotated[Path, typer.Option(help="Where the table and per-model curves go.")] = Path("othermodels"),
     runs: Annotated[Path, typer.Option(help="Where the runs' checkpoints go.")] = Path("runs/compare"),
@@ -584,7 +646,7 @@ def cv(
     data: DataOption = Path("."),
     model: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL,
     folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
-    epochs: Annotated[int, typer.Option(help="Epochs per fold.")] = TrainConfig.epochs,
+    epochs: Annotated[int, typer.Option(help="Epochs per fold; 0: auto, as train.")] = TrainConfig.epochs,
     seed: Annotated[int, typer.Option(help="Seed for the folds and the training.")] = 0,
     max_samples: Annotated[int, typer.Option(help="Use only the first N training rows; 0: all.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for fold<k>/ runs, oof.csv and cv.json.")] = Path("runs/cv"),
@@ -617,17 +679,48 @@ def cv(
 @friendly
 def data_make(
     out: Annotated[Path, typer.Option(help="Folder to write the competition files into.")] = Path("mmdigits-data"),
-    train: Annotated[int, typer.Option("--train", help="Training pairs.")] = 60000,
-    test: Annotated[int, typer.Option("--test", help="Test pairs.")] = 10000,
+    train: Annotated[
+        Optional[int], typer.Option("--train", help="Training pairs [default: shipped 60000, foreign 5600].")
+    ] = None,
+    test: Annotated[
+        Optional[int], typer.Option("--test", help="Test pairs [default: shipped 10000, foreign 2000].")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the whole dataset.")] = 0,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="shipped: the demo's data, audio in [0, 1]. foreign: other writers, voices and noise "
+            "families, raw MFCC units, 5,600 pairs; for checking that a recipe travels."
+        ),
+    ] = "shipped",
 ) -> None:
     """Write a realistic dataset: real handwriting, synthesised voices, four noise conditions."""
+    from mmdigits.profiles import make_dataset
     from mmdigits.reporting import console
-    from mmdigits.synth import make_dataset
 
-    with console.status(f"making {train} train and {test} test pairs..."):
-        written = make_dataset(out, train, test, seed)
-    stdout.print(f"wrote {', '.join(path.name for path in written)} to {out}/")
+    with console.status(f"making the {profile} profile..."):
+        written = make_dataset(out, train, test, seed, profile)
+    stdout.print(f"wrote {', '.join(path.name for path in written)} to {out}/ ({profile} profile)")
+
+
+@data_app.command("check")
+@friendly
+def data_check(data: DataOption = Path(".")) -> None:
+    """Shape, dtype, range and spread per file; label balance, duplicated clips, train/test overlap and shift."""
+    from mmdigits.datacheck import check_folder
+
+    report = check_folder(data)
+    table = Table(title=f"{data}/")
+    for column in report.files[0] if report.files else ():
+        table.add_column(column, justify="left" if column in ("file", "dtype") else "right")
+    for row in report.files:
+        table.add_row(*row.values())
+    stdout.print(table)
+    for fact in report.facts:
+        stdout.print(fact)
+    for warning in report.warnings:
+        stdout.print(f"warning: {warning}")
+    stdout.print("no warnings" if not report.warnings else f"{len(report.warnings)} warning(s)")
 
 
 @app.command()
@@ -647,7 +740,7 @@ def demo(
 
     started = time.perf_counter()
     data = out / "data"
-    data_make(out=data, train=train_pairs, test=test_pairs, seed=0)
+    data_make(out=data, train=train_pairs, test=test_pairs, seed=0, profile="shipped")
     run = out / "run"
     train(data=data, model=model, epochs=epochs, out=run, device=device)
     predict(checkpoint=[run / "best.pth"], data=data, out=out / "submission.csv", device=device)

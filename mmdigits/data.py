@@ -160,10 +160,14 @@ def load_test(data_dir: Path) -> Split:
 
 
 def audio_groups(audio: np.ndarray) -> np.ndarray:
-    """A group id per row; identical audio vectors (duplicated clips) share one."""
+    """A group id per row; identical audio vectors (duplicated clips) share one. Ids count up in
+    order of first appearance, not of the bytes, so the split does not depend on the audio's units."""
     rows = np.ascontiguousarray(audio.reshape(len(audio), -1))
-    _, groups = np.unique(rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))), return_inverse=True)
-    return groups.reshape(-1)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first_row, by_bytes = np.unique(keys, return_index=True, return_inverse=True)
+    rank = np.empty(len(first_row), dtype=np.int64)
+    rank[np.argsort(first_row)] = np.arange(len(first_row))
+    return rank[by_bytes.reshape(-1)]
 
 
 def assign_parts(labels: np.ndarray, groups: np.ndarray, fractions: list[float], seed: int) -> np.ndarray:

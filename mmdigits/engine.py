@@ -18,12 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from mmdigits import augment
-from mmdigits.checkpoint import save_checkpoint
+from mmdigits.calibration import fit_temperature
+from mmdigits.checkpoint import load_checkpoint, save_checkpoint
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split
 from mmdigits.errors import TrainingDiverged
 from mmdigits.inference import as_tensor, logits_for
-from mmdigits.metrics import confusion, scores_from_confusion
+from mmdigits.metrics import confusion, expected_calibration_error, scores_from_confusion
 from mmdigits.models import MultimodalNet, model_arguments
 from mmdigits.runtime import SINGLE, Distributed, autocast, use_bf16
 
@@ -48,6 +49,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    calibration: dict[str, float] = field(default_factory=dict)  # temperature, val ECE before/after
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -55,24 +57,32 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def augment_batch(
-    image: torch.Tensor, audio: torch.Tensor, config: TrainConfig, generator: torch.Generator
+    image: torch.Tensor,
+    audio: torch.Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+    pixel_bounds: tuple[float, float],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Writer- and speaker-style variation plus per-modality noise and modality dropout."""
+    """Writer- and speaker-style variation, per-modality noise and modality dropout, all on
+    normalised inputs: a strength of 1 is one spread of the feature, a fill of 0 its average.
+    Only pixels are clipped, to `pixel_bounds` (the z-scores of 0 and 1); MFCCs have no range."""
     batch = len(image)
     device = image.device
     if config.augment:
-        image = augment.random_affine(image, generator, degrees=10, scale=0.1, shear=0.15, shift=0.08)
-        blotted = augment.occlude(image, 4, 12, generator)  # cutout: a blot hides part of the digit
+        background = pixel_bounds[0]
+        image = augment.random_affine(image, generator, degrees=10, scale=0.1, shear=0.15, shift=0.08, fill=background)
+        blotted = augment.occlude(image, 4, 12, generator, bounds=pixel_bounds)  # a blot hides part of the digit
         image = torch.where(torch.rand(batch, 1, 1, generator=generator, device=device) < 0.3, blotted, image)
         audio = augment.mask_blocks(augment.shift_frames(audio, 3, generator), 6, 2, generator)
+        audio = augment.overlay(audio, 0.25, (0.2, 0.7), generator)  # another talker underneath
         # Half the pairs get noise of a random strength, independently per modality.
-        image_std = torch.rand(batch, generator=generator, device=device) * 0.5
+        image_std = torch.rand(batch, generator=generator, device=device) * config.image_noise
         image_std *= torch.rand(batch, generator=generator, device=device) < 0.5
-        audio_std = torch.rand(batch, generator=generator, device=device) * 0.4
+        audio_std = torch.rand(batch, generator=generator, device=device) * config.audio_noise
         audio_std *= torch.rand(batch, generator=generator, device=device) < 0.5
-        image = augment.add_noise(image, image_std, generator)
+        image = augment.add_noise(image, image_std, generator, bounds=pixel_bounds)
         audio = augment.add_noise(audio, audio_std, generator)
-    if config.modality_dropout > 0:
+    if config.modality_dropout > 0:  # the dropped modality becomes its average input
         dropped = torch.rand(batch, generator=generator, device=device) < config.modality_dropout
         image_side = torch.rand(batch, generator=generator, device=device) < 0.5
         image = image * ~(dropped & image_side).view(-1, 1, 1)
@@ -99,7 +109,7 @@ def batch_bounds(n_rows: int, batch_size: int, world: int) -> list[tuple[int, in
 
 
 def train_one_epoch(
-    model: torch.nn.Module,
+    model: MultimodalNet,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     data: Tensors,
@@ -108,8 +118,10 @@ def train_one_epoch(
     bf16: bool,
     on_batch: Callable[[int, int], None] | None = None,
     dist: Distributed = SINGLE,
+    runner: torch.nn.Module | None = None,
 ) -> tuple[float, float]:
     """One pass over shuffled training rows; returns (mean loss, accuracy) of the training batches.
+    `runner` is `model` wrapped for DDP or torch.compile, if it is; `model` gives the statistics.
 
     --batch-size is the global batch: under torchrun each rank takes its share of every batch of
     one shuffle that all ranks agree on; augmentation and dropout draw per-rank streams."""
@@ -124,12 +136,15 @@ def train_one_epoch(
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = torch.zeros((), device=device, dtype=torch.long)
     bounds = batch_bounds(len(order), config.batch_size, dist.world)
+    runner = model if runner is None else runner
+    pixel_bounds = model.pixel_bounds()
     for index, (start, stop) in enumerate(bounds):
         rows = order[start:stop][dist.rank :: dist.world]
-        image, audio = augment_batch(data.image[rows], data.audio[rows], config, generator)
+        image, audio = model.normalise(data.image[rows], data.audio[rows])  # buffers only: no gradient
+        image, audio = augment_batch(image, audio, config, generator, pixel_bounds)
         labels = data.labels[rows]
         with autocast(device, bf16):
-            logits, aux_logits = model(image, audio, aux=True)
+            logits, aux_logits = runner(image, audio, aux=True, normalised=True)
         loss = training_loss(logits, aux_logits, labels, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -171,8 +186,10 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, steps: int):
     rest = [p for p in model.parameters() if not (p.dim() >= 2 and p.numel() > 1000)]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    # A cycle of at least 10 steps: OneCycleLR divides by its warm-up length, which rounds to zero
+    # for the few steps of a smoke test; such a run simply stops early in its cycle.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=max(1, steps), pct_start=0.2
+        optimizer, max_lr=config.lr, total_steps=max(10, steps), pct_start=0.2
     )
     return optimizer, scheduler
 
@@ -191,6 +208,7 @@ def fit(
     """Train `model`, writing OUT/best.pth (best val macro-F1) and OUT/last.pth every epoch.
     Under torchrun only rank 0 writes and calls on_epoch; every rank sees the same metrics, so
     early-stopping and divergence decisions agree without extra messages."""
+    config = config.resolved(len(train))  # the automatic batch size and epochs, if not given
     out = Path(config.out)
     bf16 = use_bf16(config.precision, device)
     model.to(device)
@@ -203,7 +221,7 @@ def fit(
     result = FitResult()
     best_f1, start_epoch = -1.0, 1
     if resume is not None:
-        model.load_state_dict(resume["state_dict"])
+        model.load_state_dict({"temperature": torch.ones(()), **resume["state_dict"]})
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         result.history = list(resume["history"])
@@ -218,7 +236,7 @@ def fit(
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
-            runner, optimizer, scheduler, train_tensors, config, epoch, bf16, on_batch, dist
+            model, optimizer, scheduler, train_tensors, config, epoch, bf16, on_batch, dist, runner
         )
         train_seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
@@ -242,7 +260,29 @@ def fit(
         if config.patience and epoch - result.best_epoch >= config.patience:
             result.stopped_early = True
             break
+    if val_tensors is not None and dist.is_main:
+        result.calibration = calibrate_best(out / "best.pth", model, val_tensors, bf16)
     return result
+
+
+def calibrate_best(path: Path, model: MultimodalNet, val: Tensors, bf16: bool) -> dict[str, float]:
+    """Fit the temperature of the best checkpoint on the validation split and store it there;
+    `model` is left holding the best weights. Returns the temperature and the ECE before/after."""
+    payload = load_checkpoint(path)
+    model.load_state_dict(payload["state_dict"])
+    model.temperature.fill_(1.0)
+    model.eval()
+    logits = logits_for(model, val.image, val.audio, val.image.device, bf16=bf16)
+    labels = val.labels.cpu()
+    temperature = fit_temperature(logits, labels)
+    model.temperature.fill_(temperature)
+    found = {
+        "temperature": temperature,
+        "val_ece_before": expected_calibration_error(F.softmax(logits, 1).numpy(), labels.numpy()),
+        "val_ece_after": expected_calibration_error(F.softmax(logits / temperature, 1).numpy(), labels.numpy()),
+    }
+    save_checkpoint(path, payload | {"state_dict": model.state_dict(), "calibration": found})
+    return found
 
 
 def save_epoch(

@@ -16,7 +16,8 @@ import torch
 from mmdigits.artifacts import ensure_folder, write_json
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split, load_train, train_val_indices
-from mmdigits.engine import FitResult, fit
+from mmdigits.datacheck import range_summary
+from mmdigits.engine import FitResult, batch_bounds, fit
 from mmdigits.models import create_model
 from mmdigits.reporting import plot_curves, write_metrics_csv
 from mmdigits.runtime import configure, init_distributed, seed_everything
@@ -61,12 +62,19 @@ def train_run(
     if splits is None:
         data = load_train(Path(config.data)) if data is None else data
         train, val, n_groups = split_for(config, data)
+        log(range_summary(train))
         log(
             f"data: {len(train)} train / {len(val) if val else 0} val pairs; "
             f"{n_groups} distinct audio clips grouped so none is on both sides"
         )
     else:
         (train, val), n_groups = splits, 0
+    config = config.resolved(len(train))
+    steps = len(batch_bounds(len(train), config.batch_size, dist.world))
+    log(
+        f"schedule: {config.epochs} epochs x {steps} steps of {config.batch_size} pairs = {config.epochs * steps} "
+        f"optimiser steps (one-cycle, {int(0.2 * config.epochs * steps)} warm-up steps, peak lr {config.lr:g})"
+    )
     seed_everything(config.seed)
     model = create_model(config.model, **config.model_overrides())
     parameters = sum(p.numel() for p in model.parameters())
@@ -85,6 +93,12 @@ def train_run(
 
     try:
         result = fit(model, train, val, config, device, resume, after_epoch, on_batch, dist)
+        if result.calibration:
+            found = result.calibration
+            log(
+                f"calibration: temperature {found['temperature']:.3f} fitted on validation; "
+                f"val ECE {found['val_ece_before']:.4f} -> {found['val_ece_after']:.4f} (stored in best.pth)"
+            )
         if dist.enabled:  # leave together: a rank that tears down its group while rank 0 still
             torch.distributed.barrier()  # writes the last files can abort (seen with Gloo)
     finally:

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from mmdigits import augment
-from mmdigits.artifacts import atomic_path
-from mmdigits.data import TEST_AUDIO, TEST_IMAGE, TRAIN_AUDIO, TRAIN_IMAGE, TRAIN_LABELS, Split
+from mmdigits.data import Split
 from mmdigits.errors import UsageError
 from mmdigits.features import centre_digit
 
 CONDITIONS = ("clean", "image_noisy", "audio_noisy", "both_mild")
 CONDITION_SHARES = (0.4, 0.2, 0.2, 0.2)
 TEST_SHARE = 0.2  # of source images and of speakers, held out for the test set
-TEST_LABELS = "y_test.csv"
 CHUNK_ROWS = 4096
 
 
@@ -92,10 +89,10 @@ def apply_condition(
             continue
         if image_noise.std:
             noisy = augment.occlude(image[rows], image_noise.block // 2, image_noise.block, generator)
-            image[rows] = augment.add_noise(noisy, image_noise.std, generator)
+            image[rows] = augment.add_noise(noisy, image_noise.std, generator, bounds=(0.0, 1.0))
         if audio_noise.std:
             noisy = augment.mask_blocks(audio[rows], audio_noise.block, 0, generator)
-            audio[rows] = augment.add_noise(noisy, audio_noise.std, generator)
+            audio[rows] = augment.add_noise(noisy, audio_noise.std, generator, bounds=(0.0, 1.0))
     return image, audio
 
 
@@ -128,16 +125,6 @@ def make_pairs(
     return np.concatenate(image_parts), np.concatenate(audio_parts), labels, conditions
 
 
-def save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        np.save(handle, array)
-
-
-def save_csv(path: Path, table) -> None:
-    with atomic_path(path) as temporary:
-        table.to_csv(temporary, index=False)
-
-
 def generate(n_train: int, n_test: int, seed: int = 0) -> tuple[Split, Split, np.ndarray]:
     """(train, test, test conditions) in memory: unseen writers' sources and speakers in test."""
     if n_train < 10 or n_test < 1:
@@ -162,24 +149,3 @@ def generate(n_train: int, n_test: int, seed: int = 0) -> tuple[Split, Split, np
         parts.append((Split(image, audio, labels), conditions))
     (train, _), (test, test_conditions) = parts
     return train, test, test_conditions
-
-
-def make_dataset(out_dir: Path, n_train: int, n_test: int, seed: int = 0) -> list[Path]:
-    """Write the five competition files plus y_test.csv (row_id,label,condition) to `out_dir`."""
-    import pandas as pd
-
-    train, test, test_conditions = generate(n_train, n_test, seed)
-    out_dir = Path(out_dir)
-    # The competition's dtypes and shapes: float64, train images flat, test images 3-D.
-    written = {
-        TRAIN_IMAGE: train.image.reshape(n_train, 784).astype(np.float64),
-        TRAIN_AUDIO: train.audio.reshape(n_train, 507).astype(np.float64),
-        TEST_IMAGE: test.image.astype(np.float64),
-        TEST_AUDIO: test.audio.reshape(n_test, 507).astype(np.float64),
-    }
-    for name, array in written.items():
-        save_npy(out_dir / name, array)
-    save_csv(out_dir / TRAIN_LABELS, pd.DataFrame({"row_id": np.arange(n_train), "label": train.labels}))
-    test_table = pd.DataFrame({"row_id": np.arange(n_test), "label": test.labels, "condition": test_conditions})
-    save_csv(out_dir / TEST_LABELS, test_table)
-    return [out_dir / name for name in (*written, TRAIN_LABELS, TEST_LABELS)]

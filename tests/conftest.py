@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmdigits.cli import app
-from mmdigits.synth import make_dataset
+from mmdigits.profiles import make_dataset
 
 FAST_MODEL = "cnn_rnn_linear"
 

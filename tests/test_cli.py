@@ -126,7 +126,7 @@ def test_evaluate_reports_conditions(trained_run, tiny_data, tmp_path):
     [
         (["train", "--data", "nowhere"], 1, "nowhere: no such folder"),
         (["train", "--model", "cnn_lstm"], 2, "unknown model 'cnn_lstm'"),
-        (["train", "--epochs", "0"], 2, "--epochs must be at least 1"),
+        (["train", "--epochs", "-1"], 2, "--epochs must be at least 1 (or 0: auto)"),
         (["train", "--batch-size", "-3"], 2, "--batch-size must be at least 1"),
         (["predict", "-c", "missing.pth"], 1, "missing.pth: no such checkpoint"),
         (["tsne", "--split", "dev"], 2, "--split dev"),

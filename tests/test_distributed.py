@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import FAST_MODEL, run_cli
 
-from mmdigits.synth import make_dataset
+from mmdigits.profiles import make_dataset
 
 
 @pytest.fixture(scope="module")

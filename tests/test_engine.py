@@ -19,7 +19,7 @@ from mmdigits.runs import train_run
 
 
 def test_nan_loss_stops_and_keeps_the_best_checkpoint(tiny_data, tmp_path, monkeypatch):
-    config = TrainConfig(data=str(tiny_data), model=FAST_MODEL, epochs=3, out=str(tmp_path))
+    config = TrainConfig(data=str(tiny_data), model=FAST_MODEL, epochs=3, batch_size=256, out=str(tmp_path))
     real_loss = engine.training_loss
     calls = {"n": 0}
 
@@ -42,6 +42,15 @@ def test_nan_loss_is_one_line_on_the_cli(tiny_data, tmp_path):
     )
     assert result.exit_code == 1
     assert "training loss became" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("pairs", "batch", "epochs"), [(160, 32, 40), (4480, 128, 20), (12800, 256, 15), (48000, 256, 15)]
+)
+def test_automatic_schedule_gives_small_data_enough_steps(pairs, batch, epochs):
+    config = TrainConfig().resolved(pairs)
+    assert (config.batch_size, config.epochs) == (batch, epochs)
+    assert TrainConfig(batch_size=64, epochs=3).resolved(pairs) == TrainConfig(batch_size=64, epochs=3)
 
 
 def test_batches_skip_tiny_remainders_alike_on_every_rank():

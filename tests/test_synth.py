@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from mmdigits.errors import UsageError
-from mmdigits.synth import CONDITIONS, NOISE, make_dataset, spoken_digit_table
+from mmdigits.profiles import make_dataset
+from mmdigits.synth import CONDITIONS, NOISE, spoken_digit_table
 
 
 def test_files_match_the_competition_format(tiny_data):

@@ -32,8 +32,10 @@ class MultimodalNet(nn.Module):
         audio_layers: int = 2,
         heads: int = 4,
         rank: int = 4,
+        expert_vote: bool = False,
     ) -> None:
         super().__init__()
+        self.expert_vote = expert_vote
         self.image_encoder = ImageCNN(width, embed_dim) if image == "cnn" else None
         if audio == "rnn":
             self.audio_encoder = AudioRNN(rnn_hidden, embed_dim=embed_dim)
@@ -63,6 +65,7 @@ class MultimodalNet(nn.Module):
         self.register_buffer("image_std", torch.ones(()))
         self.register_buffer("audio_mean", torch.zeros(13))
         self.register_buffer("audio_std", torch.ones(13))
+        self.register_buffer("temperature", torch.ones(()))  # fitted on validation after training
 
     @torch.no_grad()
     def fit_normalisation(self, image: torch.Tensor, audio: torch.Tensor) -> dict[str, list[float] | float]:
@@ -81,16 +84,25 @@ class MultimodalNet(nn.Module):
             "audio_std": self.audio_std.tolist(),
         }
 
-    def _fuse(self, image: torch.Tensor, audio: torch.Tensor):
+    def normalise(self, image: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs in the files' units -> z-scores with the training split's statistics."""
+        image = (image.view(-1, 28, 28) - self.image_mean) / self.image_std  # (B, 28, 28)
+        audio = (audio.view(-1, 39, 13) - self.audio_mean) / self.audio_std  # (B, 39, 13)
+        return image, audio
+
+    def pixel_bounds(self) -> tuple[float, float]:
+        """The z-scores of a black (0) and a white (1) pixel: the images' documented range."""
+        mean, std = self.image_mean.item(), self.image_std.item()
+        return -mean / std, (1 - mean) / std
+
+    def _fuse(self, image: torch.Tensor, audio: torch.Tensor, normalised: bool = False):
+        if not normalised:
+            image, audio = self.normalise(image, audio)
         image_embedding = audio_embedding = None
         if self.image_encoder is not None:
-            image_tokens, image_embedding = self.image_encoder(
-                (image.view(-1, 28, 28) - self.image_mean) / self.image_std
-            )
+            image_tokens, image_embedding = self.image_encoder(image)
         if self.audio_encoder is not None:
-            audio_tokens, audio_embedding = self.audio_encoder(
-                (audio.view(-1, 39, 13) - self.audio_mean) / self.audio_std
-            )
+            audio_tokens, audio_embedding = self.audio_encoder(audio)
         if self.audio_encoder is None:
             fused, logits = self.fusion(image_embedding)
         elif self.image_encoder is None:
@@ -99,14 +111,17 @@ class MultimodalNet(nn.Module):
             fused, logits = self.fusion(image_tokens, image_embedding, audio_tokens, audio_embedding)
         return image_embedding, audio_embedding, fused, logits
 
-    def forward(self, image: torch.Tensor, audio: torch.Tensor, aux: bool = False):
-        """Logits (B, 10); with aux=True also the per-modality heads' logits for the training loss."""
-        image_embedding, audio_embedding, _, logits = self._fuse(image, audio)
-        if not aux:
-            return logits
-        if not hasattr(self, "image_aux"):
-            return logits, []
-        return logits, [self.image_aux(image_embedding), self.audio_aux(audio_embedding)]
+    def forward(self, image: torch.Tensor, audio: torch.Tensor, aux: bool = False, normalised: bool = False):
+        """Logits (B, 10); with aux=True also the per-modality heads' logits for the training loss.
+        normalised=True: the inputs are already z-scores (training augments in those units)."""
+        image_embedding, audio_embedding, _, logits = self._fuse(image, audio, normalised)
+        heads = [self.image_aux(image_embedding), self.audio_aux(audio_embedding)] if hasattr(self, "image_aux") else []
+        if self.expert_vote and heads:
+            # Product of experts: each modality's own head adds its log-odds, so a modality whose
+            # input is ruined (a flat head) loses its say, and the fused head corrects the rest.
+            logits = logits + heads[0] + heads[1]
+        logits = logits / self.temperature  # 1 while training; calibration sets it afterwards
+        return (logits, heads) if aux else logits
 
     def embed(self, image: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """The image, audio and fused embeddings (a unimodal model has no embedding for the other)."""

@@ -35,7 +35,7 @@ def create_model(name: str, **overrides: Any) -> MultimodalNet:
 # fusions and the unimodal baselines that `mmdigits analyze` compares them with.
 for _audio in ("rnn", "transformer"):
     for _fusion in ("linear", "attention", "sum", "product", "lowrank", "bimodal", "late"):
-        register_model(f"cnn_{_audio}_{_fusion}", image="cnn", audio=_audio, fusion=_fusion)
+        register_model(f"cnn_{_audio}_{_fusion}", image="cnn", audio=_audio, fusion=_fusion, expert_vote=True)
 register_model("cnn_image_only", image="cnn", audio=None)
 register_model("rnn_audio_only", image=None, audio="rnn")
 register_model("transformer_audio_only", image=None, audio="transformer")
