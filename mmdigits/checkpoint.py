@@ -8,7 +8,6 @@ and for resuming the optimizer, scheduler and epoch.
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         if "global" in reason.lower():  # a class or function, which only full unpickling would run
             raise CheckpointError(f"{path}: refused: it asks to run code, not just load tensors ({reason})") from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason or 'corrupt pickle'})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+    except Exception as error:  # arbitrary bytes make the unpickler raise any type (IndexError,
+        # KeyError, struct.error, ...); each means the same: this is not a checkpoint
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
