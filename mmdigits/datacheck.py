@@ -20,6 +20,7 @@ from mmdigits.data import (
     TRAIN_LABELS,
     Split,
     audio_groups,
+    load_array,
     load_test,
     load_train,
     require_folder,
@@ -37,8 +38,12 @@ class CheckReport:
 
 def describe_file(path: Path) -> dict[str, str]:
     """Shape, dtype, range and spread of one .npy file as the user gave it (read without pickle)."""
-    array = np.load(path, allow_pickle=False, mmap_mode="r")
-    values = np.asarray(array, dtype=np.float64)
+    try:
+        array = np.load(path, allow_pickle=False)
+        values = np.asarray(array, dtype=np.float64)
+    except (ValueError, TypeError, OSError, EOFError):
+        load_array(path)  # raises the loaders' one-line DataError naming the file and the problem
+        raise
     finite = np.isfinite(values)
     return {
         "file": path.name,

@@ -147,6 +147,10 @@ def test_data_check_reports_units_overlap_and_errors(tmp_path, tiny_data):
     make_dataset(leaky, 60, 20, seed=1)
     np.save(leaky / "x_test_sp.npy", np.load(leaky / "x_train_sp.npy")[:20])
     assert "20 test clips also occur in train" in run_cli("data", "check", "--data", leaky).stdout
+    (leaky / "x_test_wr.npy").write_bytes((leaky / "x_test_wr.npy").read_bytes()[:300])  # truncated
+    result = run_cli("data", "check", "--data", leaky)
+    assert result.exit_code == 1 and "x_test_wr.npy" in result.stderr and "Traceback" not in result.output
+    (leaky / "x_test_wr.npy").unlink()  # test files are optional for the check
     (leaky / "y_train.csv").write_text("row_id,label\n0,3\n")
     result = run_cli("data", "check", "--data", leaky)
     assert result.exit_code == 1 and "y_train.csv" in result.stderr and "Traceback" not in result.output
