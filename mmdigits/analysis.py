@@ -7,19 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mmdigits import augment
-from mmdigits.artifacts import save_figure
+from mmdigits.artifacts import pyplot, save_figure
 from mmdigits.data import Split
-from mmdigits.inference import as_tensor, logits_for
+from mmdigits.inference import as_tensor, probabilities
+from mmdigits.metrics import reliability_bins
 from mmdigits.models import MultimodalNet
 
 NOISE_LEVELS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]  # noise std in units of the feature spread
 
 
 def accuracy(model: MultimodalNet, image, audio, labels: np.ndarray, device: torch.device) -> float:
-    predictions = logits_for(model, image, audio, device).argmax(dim=1).numpy()
+    predictions = probabilities(model, image, audio, device).argmax(dim=1).numpy()
     return float(np.mean(predictions == labels))
 
 
@@ -75,21 +75,8 @@ def fusion_hurts(fused: np.ndarray, image_only: np.ndarray, audio_only: np.ndarr
     }
 
 
-def probabilities(model: MultimodalNet, split: Split, device: torch.device) -> np.ndarray:
-    return F.softmax(logits_for(model, split.image, split.audio, device), dim=1).numpy()
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_robustness(path: Path, curves: dict[str, list[float]], title: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     for name, values in curves.items():
         axis.plot(NOISE_LEVELS, values, "-o", markersize=4, label=f"noise on {name}")
@@ -106,14 +93,10 @@ def plot_robustness(path: Path, curves: dict[str, list[float]], title: str) -> P
 
 def plot_reliability(path: Path, probs: np.ndarray, labels: np.ndarray, ece: float, bins: int = 15) -> Path:
     """Accuracy against confidence per bin; the diagonal is perfect calibration."""
-    plt = _pyplot()
-    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    centres = (edges[:-1] + edges[1:]) / 2
-    rates = [correct[which == b].mean() if np.any(which == b) else np.nan for b in range(bins)]
+    plt = pyplot()
+    found = reliability_bins(probs, labels, bins)
     figure, axis = plt.subplots(figsize=(5, 5))
-    axis.bar(centres, rates, width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in bin")
+    axis.bar(found["centre"], found["accuracy"], width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in bin")
     axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     axis.set(xlabel="confidence", ylabel="accuracy", title=f"reliability (ECE {ece:.4f})", xlim=(0, 1), ylim=(0, 1))
     axis.legend(loc="upper left")
@@ -122,7 +105,7 @@ def plot_reliability(path: Path, probs: np.ndarray, labels: np.ndarray, ece: flo
 
 def plot_error_gallery(path: Path, split: Split, predictions: np.ndarray, limit: int = 16) -> Path:
     """Misclassified pairs: the image above its MFCC (39 frames x 13 coefficients) heat map."""
-    plt = _pyplot()
+    plt = pyplot()
     wrong = np.flatnonzero(predictions != split.labels)[:limit]
     columns = max(1, min(8, len(wrong)))
     rows = max(1, int(np.ceil(len(wrong) / columns)))

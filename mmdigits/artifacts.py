@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mmdigits.errors import MmdigitsError
+from mmdigits.errors import MmdigitsError, UsageError
 
 
 def ensure_folder(folder: Path) -> Path:
@@ -24,6 +24,17 @@ def ensure_folder(folder: Path) -> Path:
     except OSError as error:
         raise MmdigitsError(f"{folder}: cannot create the output folder ({error.strerror or error})") from None
     return folder
+
+
+def refuse_overwrite(folder: Path, names: tuple[str, ...], overwrite: bool, what: str, hint: str = "") -> None:
+    """A finished run or report is never replaced without a word (Hugging Face Trainer's rule):
+    raise naming --overwrite when the folder already holds one of the files a command writes."""
+    found = [name for name in names if (Path(folder) / name).exists()]
+    if found and not overwrite:
+        raise UsageError(
+            f"{folder}/ already holds {what} ({', '.join(found)}); pass --overwrite to replace it{hint}, "
+            "or choose another --out"
+        )
 
 
 @contextmanager
@@ -61,10 +72,19 @@ def write_json(path: Path, payload: Any) -> Path:
     return write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def save_figure(figure: Any, path: Path, dpi: int = 120) -> Path:
-    """Save a matplotlib figure atomically and close it."""
+def pyplot() -> Any:
+    """matplotlib.pyplot on the headless Agg backend: the one plotting set-up (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(figure: Any, path: Path, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically and close it."""
+    plt = pyplot()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format=Path(path).suffix[1:] or "png")
     plt.close(figure)

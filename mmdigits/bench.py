@@ -7,16 +7,19 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from mmdigits.artifacts import write_json
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split
 from mmdigits.engine import fit
+from mmdigits.errors import UsageError
 from mmdigits.inference import logits_for
 from mmdigits.models import create_model
 from mmdigits.reference import train_reference
-from mmdigits.runtime import configure, use_bf16
+from mmdigits.runtime import configure, pick_device, use_bf16
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -99,3 +102,24 @@ def run_bench(
         "epochs": epochs,
         "rows": rows,
     }
+
+
+def bench_generated(
+    models: list[str],
+    samples: int,
+    epochs: int,
+    device_name: str,
+    compile: bool,
+    out: Path,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict:
+    """Generate `samples` shipped-profile pairs (and a sixth as many for validation), bench, write `out`."""
+    from mmdigits.synth import generate
+
+    if samples < 100 or epochs < 1:
+        raise UsageError("--samples must be at least 100 and --epochs at least 1")
+    log(f"generating {samples} + {samples // 6} pairs...")
+    train, val, _ = generate(samples, max(samples // 6, 10), seed=0)
+    figures = run_bench(models, train, val, epochs, pick_device(device_name), compile=compile, log=log)
+    write_json(out, figures)
+    return figures

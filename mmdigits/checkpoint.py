@@ -16,8 +16,56 @@ import torch
 from mmdigits.artifacts import atomic_path
 from mmdigits.errors import CheckpointError
 from mmdigits.models import MultimodalNet, create_model
+from mmdigits.runtime import pick_device
 
 FORMAT_VERSION = 1
+
+
+def training_payload(model: MultimodalNet, config: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
+    """What best.pth holds: the model's name and constructor arguments (recorded by create_model),
+    weights, the run's config, normalisation and the epoch's metrics."""
+    return {
+        "model": model.name,
+        "model_kwargs": dict(model.arguments),
+        "state_dict": model.state_dict(),  # the unwrapped model: no DDP 'module.' prefix
+        "config": config,
+        "normalisation": model.normalisation(),
+        "metrics": metrics,
+        "epoch": metrics["epoch"],
+    }
+
+
+def resume_state(optimizer: Any, scheduler: Any, history: list[dict], best_epoch: int, best_f1: float) -> dict:
+    """What last.pth adds to the payload so that --resume replays the next epoch exactly."""
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": history,
+        "best_epoch": best_epoch,
+        "best_f1": best_f1,
+    }
+
+
+def load_resume(path: Path) -> dict[str, Any]:
+    """A last.pth to continue from; a best.pth (no optimizer state) is refused in one line."""
+    payload = load_checkpoint(path)
+    if "optimizer" not in payload:
+        raise CheckpointError(f"--resume {path}: holds no optimizer state; resume from a run's last.pth")
+    return payload
+
+
+def restore_training(payload: dict[str, Any], model: MultimodalNet, optimizer: Any, scheduler: Any) -> tuple:
+    """Load last.pth's state into the model, optimizer and scheduler; returns (history, best
+    epoch, best F1, next epoch)."""
+    model.load_state_dict(with_temperature(payload["state_dict"]))
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    return list(payload["history"]), payload["best_epoch"], payload["best_f1"], payload["epoch"] + 1
+
+
+def with_temperature(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints from before calibration have no temperature: they keep their logits (T = 1)."""
+    return {"temperature": torch.ones(()), **state}
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
@@ -63,11 +111,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint") -> MultimodalNet:
     """Rebuild the model the checkpoint describes, weights loaded, in eval mode."""
-    state = dict(payload["state_dict"])
-    state.setdefault("temperature", torch.ones(()))  # checkpoints from before calibration
     try:
         model = create_model(payload["model"], **payload["model_kwargs"])
-        model.load_state_dict(state)
+        model.load_state_dict(with_temperature(payload["state_dict"]))
     except (RuntimeError, TypeError, KeyError) as error:
         reason = str(error).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path}: weights do not fit model '{payload['model']}' ({reason})") from None
@@ -93,3 +139,9 @@ def resolve_checkpoints(paths: list[Path]) -> list[Path]:
         else:
             found.append(path)
     return found
+
+
+def load_ensemble(paths: list[Path], device_name: str = "auto") -> tuple[list[MultimodalNet], torch.device]:
+    """Every checkpoint the paths stand for, loaded onto the chosen device."""
+    device = pick_device(device_name)
+    return [load_model(path, device)[0] for path in resolve_checkpoints(paths)], device

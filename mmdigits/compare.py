@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdigits.artifacts import save_figure, write_json, write_text
+from mmdigits.artifacts import pyplot, save_figure, write_json, write_text
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split
-from mmdigits.runs import split_for, train_run
+from mmdigits.errors import UsageError
+from mmdigits.metrics import mean_std
+from mmdigits.runs import refuse_runs, split_for, train_run
 
 TARGET_ACCURACY = 0.97
 
@@ -34,17 +36,14 @@ def summarise(name: str, histories: list[list[dict[str, float]]], parameters: in
     reached = [seconds_to(history) for history in histories]
     reached_s = [value for value in reached if value is not None]
 
-    def stats(values: list[float]) -> dict[str, float]:
-        return {"mean": float(np.mean(values)), "std": float(np.std(values))}
-
     return {
         "model": name,
         "parameters": parameters,
         "seeds": len(histories),
-        "val_acc": stats([row["val_acc"] for row in best]),
-        "val_f1": stats([row["val_f1"] for row in best]),
-        "seconds_per_epoch": stats([float(np.mean([row["seconds"] for row in h])) for h in histories]),
-        f"seconds_to_{int(TARGET_ACCURACY * 100)}": stats(reached_s) if reached_s else None,
+        "val_acc": mean_std([row["val_acc"] for row in best]),
+        "val_f1": mean_std([row["val_f1"] for row in best]),
+        "seconds_per_epoch": mean_std([float(np.mean([row["seconds"] for row in h])) for h in histories]),
+        f"seconds_to_{int(TARGET_ACCURACY * 100)}": mean_std(reached_s) if reached_s else None,
         "runs_reaching_target": len(reached_s),
         "histories": histories,
     }
@@ -52,10 +51,7 @@ def summarise(name: str, histories: list[list[dict[str, float]]], parameters: in
 
 def plot_band(path: Path, name: str, histories: list[list[dict[str, float]]]) -> Path:
     """Mean loss and accuracy curves over seeds with a +-1 std band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     length = min(len(history) for history in histories)
     epochs = np.arange(1, length + 1)
@@ -81,8 +77,12 @@ def compare_models(
     out: Path,
     runs: Path,
     log: Callable[[str], None] = lambda message: None,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Train every model with seeds 0..seeds-1 on the same split (the split's seed is base.seed)."""
+    if seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    refuse_runs([runs / name / f"seed{seed}" for name in names for seed in range(seeds)], overwrite)
     splits = split_for(base, data)[:2]  # one split for every model and seed: a fair comparison
     results = []
     for name in names:
@@ -138,3 +138,22 @@ def hardware() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
     return f"{platform.processor() or platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores"
+
+
+def compare_report(
+    names: list[str],
+    seeds: int,
+    base: TrainConfig,
+    out: Path,
+    runs: Path,
+    command: str,
+    log: Callable[[str], None] = lambda message: None,
+    overwrite: bool = False,
+) -> Path:
+    """Compare the models on base.data and write OUT/README.md; returns its path."""
+    import torch
+
+    from mmdigits.data import load_train
+
+    results = compare_models(names, seeds, base, load_train(Path(base.data)), out, runs, log, overwrite)
+    return write_table(out / "README.md", results, command, hardware(), str(torch.__version__))

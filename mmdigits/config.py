@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_type_hints
 
 from mmdigits.errors import UsageError
 
@@ -14,32 +16,39 @@ AUTO_EPOCHS = (15, 40)  # ... within these epochs
 AUTO_BATCH = (32, 256)  # batch sizes the automatic schedule picks from (powers of two)
 
 
+def option(default: Any, help: str) -> Any:
+    """A TrainConfig field with its help text: the CLI's options are built from these."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
-    """What `mmdigits train` does; the CLI fills it, config.json and checkpoints record it."""
+    """What `mmdigits train` does. The single source of the training options: the CLI derives its
+    options from these fields (cli_options.py), config.json, --config files and checkpoints record them."""
 
-    data: str = "."
-    model: str = DEFAULT_MODEL
-    out: str = ""  # empty: runs/<model>
-    epochs: int = 0  # 0: auto, at least AUTO_STEPS optimiser steps within AUTO_EPOCHS
-    batch_size: int = 0  # 0: auto, about 35 steps per epoch within AUTO_BATCH
-    lr: float = 3e-3  # peak of the one-cycle schedule
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast where the hardware runs it fast, else fp32
-    augment: bool = True  # affine image warps, frame shifts/masks, per-modality noise
-    image_noise: float = 1.5  # strongest training noise on images, in units of the pixels' spread
-    audio_noise: float = 1.0  # strongest training noise on audio, in units of each coefficient's spread
-    modality_dropout: float = 0.2  # chance of blanking one modality of a training pair
-    aux_weight: float = 0.5  # weight of the per-modality heads' loss (0: fused loss only)
-    rank: int = 4  # rank of the low-rank tensor fusion (the *_lowrank models)
-    patience: int = 0  # stop after this many epochs without a better val macro-F1; 0: never
-    max_samples: int = 0  # train on the first N rows only (smoke tests); 0: all
-    compile: bool = False
-    deterministic: bool = False
+    data: str = option(".", "Folder with the competition's .npy/.csv files.")
+    model: str = option(DEFAULT_MODEL, "Registered model name; see `mmdigits models`.")
+    out: str = option("", "Run folder (default: runs/<model>).")
+    epochs: int = option(0, "Passes over the training split; 0: auto (700+ optimiser steps, 15-40 epochs).")
+    batch_size: int = option(0, "Pairs per optimisation step; 0: auto (about 35 steps an epoch, 32-256).")
+    lr: float = option(3e-3, "Peak learning rate of the one-cycle schedule (AdamW).")
+    weight_decay: float = option(0.05, "AdamW weight decay.")
+    label_smoothing: float = option(0.1, "Label smoothing of the loss.")
+    val_fraction: float = option(0.2, "Share held out for validation (0 trains on all).")
+    seed: int = option(0, "Seed for the split, initialisation, shuffles and augmentation.")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+    precision: str = option("auto", "auto (bf16 autocast where the hardware runs it fast, else fp32), fp32 or bf16.")
+    augment: bool = option(True, "Affine image warps, MFCC frame shifts/masks, input noise.")
+    image_noise: float = option(1.5, "Strongest training noise on images, in units of the pixels' spread.")
+    audio_noise: float = option(1.0, "Strongest training noise on audio, in units of each coefficient's spread.")
+    modality_dropout: float = option(0.2, "Chance of blanking one modality of a training pair.")
+    aux_weight: float = option(0.5, "Weight of the per-modality heads' loss (0: fused loss only).")
+    rank: int = option(4, "Rank of the low-rank tensor fusion (the *_lowrank models).")
+    width: int = option(16, "Channels of the image CNN's first block (its width; the next two have 2x and 4x).")
+    patience: int = option(0, "Stop after N epochs without a better val macro-F1; 0: never.")
+    max_samples: int = option(0, "Use only the first N training rows (quick trials); 0: all.")
+    compile: bool = option(False, "torch.compile the model.")
+    deterministic: bool = option(False, "Deterministic kernels (GPU).")
 
     def __post_init__(self) -> None:
         if not self.out:
@@ -62,6 +71,7 @@ class TrainConfig:
             (self.audio_noise >= 0, "--audio-noise must not be negative"),
             (self.aux_weight >= 0, "--aux-weight must not be negative"),
             (self.rank >= 1, "--rank must be at least 1"),
+            (self.width >= 1, "--width must be at least 1"),
             (self.patience >= 0, "--patience must not be negative"),
             (self.max_samples >= 0, "--max-samples must not be negative"),
             (
@@ -86,10 +96,31 @@ class TrainConfig:
 
     def model_overrides(self) -> dict[str, Any]:
         """Model arguments the CLI can change; they are stored in the checkpoint's model_kwargs."""
-        return {"rank": self.rank}
+        return {"rank": self.rank, "width": self.width}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def read_file(cls, path: Path) -> dict[str, Any]:
+        """The options a --config JSON file sets (as tune's best.json), each checked against its field."""
+        try:
+            values = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"--config {path}: cannot read it ({getattr(error, 'strerror', None) or error})") from None
+        except json.JSONDecodeError as error:
+            raise UsageError(f"--config {path}: not JSON ({error.msg} at line {error.lineno})") from None
+        if not isinstance(values, dict):
+            raise UsageError(f"--config {path}: expected a JSON object of training options")
+        types = get_type_hints(cls)
+        for key, value in values.items():
+            if key not in types:
+                raise UsageError(f"--config {path}: unknown option '{key}' (known: {', '.join(types)})")
+            expected = types[key]
+            fits = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+            if not (fits or (expected is float and type(value) is int)):
+                raise UsageError(f"--config {path}: '{key}' must be {expected.__name__}, not {value!r}")
+        return {key: float(value) if types[key] is float else value for key, value in values.items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

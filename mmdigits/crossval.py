@@ -8,27 +8,32 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch.nn.functional as F
 
 from mmdigits.artifacts import atomic_path, write_json
 from mmdigits.checkpoint import load_model
 from mmdigits.config import TrainConfig
-from mmdigits.data import Split, fold_ids
+from mmdigits.data import fold_ids, load_train
 from mmdigits.errors import UsageError
-from mmdigits.inference import logits_for
-from mmdigits.metrics import score
-from mmdigits.runs import train_run
+from mmdigits.inference import probabilities
+from mmdigits.metrics import mean_std, score
+from mmdigits.runs import refuse_runs, train_run
 from mmdigits.runtime import pick_device
 
 
 def cross_validate(
-    config: TrainConfig, data: Split, folds: int, out: Path, log: Callable[[str], None] = lambda message: None
+    config: TrainConfig,
+    folds: int,
+    out: Path,
+    log: Callable[[str], None] = lambda message: None,
+    overwrite: bool = False,
 ) -> dict:
-    """Train one model per fold into OUT/fold<k>/; write OUT/oof.csv and OUT/cv.json."""
+    """Train one model per fold of config.data into OUT/fold<k>/; write OUT/oof.csv and OUT/cv.json."""
     import pandas as pd
 
     if folds < 2:
         raise UsageError("--folds must be at least 2")
+    refuse_runs([out / f"fold{fold}" for fold in range(folds)], overwrite)
+    data = load_train(Path(config.data))
     if config.max_samples:
         data = data.subset(np.arange(min(config.max_samples, len(data))))
     fold_of_row = fold_ids(data.labels, data.audio, folds, config.seed)
@@ -42,21 +47,15 @@ def cross_validate(
         train_run(fold_config, splits=(data.subset(train_rows), data.subset(val_rows)))
         model, _ = load_model(out / f"fold{fold}" / "best.pth", device)
         held_out = data.subset(val_rows)
-        oof[val_rows] = F.softmax(logits_for(model, held_out.image, held_out.audio, device), dim=1).numpy()
+        oof[val_rows] = probabilities(model, held_out.image, held_out.audio, device).numpy()
         per_fold.append(score(oof[val_rows].argmax(axis=1), held_out.labels))
     pooled = score(oof.argmax(axis=1), data.labels)
     summary = {
         "model": config.model,
         "folds": folds,
         "per_fold": per_fold,
-        "accuracy": {
-            "mean": float(np.mean([f["accuracy"] for f in per_fold])),
-            "std": float(np.std([f["accuracy"] for f in per_fold])),
-        },
-        "macro_f1": {
-            "mean": float(np.mean([f["macro_f1"] for f in per_fold])),
-            "std": float(np.std([f["macro_f1"] for f in per_fold])),
-        },
+        "accuracy": mean_std([fold["accuracy"] for fold in per_fold]),
+        "macro_f1": mean_std([fold["macro_f1"] for fold in per_fold]),
         "pooled_oof": pooled,
     }
     table = pd.DataFrame(oof, columns=[f"p{digit}" for digit in range(10)])

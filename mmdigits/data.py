@@ -14,6 +14,7 @@ import numpy as np
 
 from mmdigits.errors import DataError
 
+CONDITIONS = ("clean", "image_noisy", "audio_noisy", "both_mild")  # noise conditions a labels CSV may name
 TRAIN_IMAGE, TRAIN_AUDIO, TRAIN_LABELS = "x_train_wr.npy", "x_train_sp.npy", "y_train.csv"
 TEST_IMAGE, TEST_AUDIO = "x_test_wr.npy", "x_test_sp.npy"
 NUM_CLASSES = 10

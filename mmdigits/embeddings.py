@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmdigits.artifacts import save_figure
+from mmdigits.artifacts import pyplot, save_figure
 from mmdigits.inference import as_tensor
 
 
@@ -72,10 +72,7 @@ def cluster_scores(clusters: np.ndarray, labels: np.ndarray) -> dict[str, float]
 
 def plot_map(path: Path, coords: np.ndarray, clusters: np.ndarray, labels: np.ndarray | None, title: str) -> Path:
     """Two panels: points coloured by true digit (where known) and by k-means cluster."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [("k-means cluster (k=10, on the embedding)", clusters)]
     if labels is not None:

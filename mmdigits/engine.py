@@ -19,14 +19,15 @@ import torch.nn.functional as F
 
 from mmdigits import augment
 from mmdigits.calibration import fit_temperature
-from mmdigits.checkpoint import load_checkpoint, save_checkpoint
+from mmdigits.checkpoint import load_checkpoint, restore_training, resume_state, save_checkpoint, training_payload
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split
 from mmdigits.errors import TrainingDiverged
 from mmdigits.inference import as_tensor, logits_for
 from mmdigits.metrics import confusion, expected_calibration_error, scores_from_confusion
-from mmdigits.models import MultimodalNet, model_arguments
+from mmdigits.models import MultimodalNet
 from mmdigits.runtime import SINGLE, Distributed, autocast, use_bf16
+from mmdigits.stopping import NEVER, RunStopped, StopRequest
 
 
 @dataclass
@@ -119,12 +120,14 @@ def train_one_epoch(
     on_batch: Callable[[int, int], None] | None = None,
     dist: Distributed = SINGLE,
     runner: torch.nn.Module | None = None,
+    stop: StopRequest = NEVER,
 ) -> tuple[float, float]:
     """One pass over shuffled training rows; returns (mean loss, accuracy) of the training batches.
     `runner` is `model` wrapped for DDP or torch.compile, if it is; `model` gives the statistics.
 
     --batch-size is the global batch: under torchrun each rank takes its share of every batch of
-    one shuffle that all ranks agree on; augmentation and dropout draw per-rank streams."""
+    one shuffle that all ranks agree on; augmentation and dropout draw per-rank streams. A stop
+    request ends a single process's epoch after the current batch (torchrun ranks agree per epoch)."""
     model.train()
     device = data.image.device
     seed = epoch_seed(config.seed, epoch)
@@ -138,8 +141,8 @@ def train_one_epoch(
     bounds = batch_bounds(len(order), config.batch_size, dist.world)
     runner = model if runner is None else runner
     pixel_bounds = model.pixel_bounds()
-    for index, (start, stop) in enumerate(bounds):
-        rows = order[start:stop][dist.rank :: dist.world]
+    for index, (first, end) in enumerate(bounds):
+        rows = order[first:end][dist.rank :: dist.world]
         image, audio = model.normalise(data.image[rows], data.audio[rows])  # buffers only: no gradient
         image, audio = augment_batch(image, audio, config, generator, pixel_bounds)
         labels = data.labels[rows]
@@ -156,6 +159,8 @@ def train_one_epoch(
         seen += len(rows)
         if on_batch is not None:
             on_batch(index + 1, len(bounds))
+        if stop.requested and not dist.enabled:
+            raise RunStopped(Path(config.out), stop.signal_name)
     for total in (total_loss, correct, seen):
         dist.all_sum(total)
     mean_loss = (total_loss / seen).item()
@@ -204,10 +209,12 @@ def fit(
     on_epoch: Callable[[dict[str, float], FitResult], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     dist: Distributed = SINGLE,
+    stop: StopRequest = NEVER,
 ) -> FitResult:
     """Train `model`, writing OUT/best.pth (best val macro-F1) and OUT/last.pth every epoch.
     Under torchrun only rank 0 writes and calls on_epoch; every rank sees the same metrics, so
-    early-stopping and divergence decisions agree without extra messages."""
+    early-stopping and divergence decisions agree without extra messages. A stop request raises
+    RunStopped between batches, after last.pth of the last finished epoch is safely written."""
     config = config.resolved(len(train))  # the automatic batch size and epochs, if not given
     out = Path(config.out)
     bf16 = use_bf16(config.precision, device)
@@ -221,12 +228,7 @@ def fit(
     result = FitResult()
     best_f1, start_epoch = -1.0, 1
     if resume is not None:
-        model.load_state_dict({"temperature": torch.ones(()), **resume["state_dict"]})
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        result.history = list(resume["history"])
-        result.best_epoch, best_f1 = resume["best_epoch"], resume["best_f1"]
-        start_epoch = resume["epoch"] + 1
+        result.history, result.best_epoch, best_f1, start_epoch = restore_training(resume, model, optimizer, scheduler)
     runner = model
     if dist.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
@@ -234,9 +236,11 @@ def fit(
     if config.compile:
         runner = torch.compile(runner)
     for epoch in range(start_epoch, config.epochs + 1):
+        if stop_agreed(stop, dist, device):
+            raise RunStopped(out, stop.signal_name or "another rank")
         started = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
-            model, optimizer, scheduler, train_tensors, config, epoch, bf16, on_batch, dist, runner
+            model, optimizer, scheduler, train_tensors, config, epoch, bf16, on_batch, dist, runner, stop
         )
         train_seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
@@ -263,6 +267,13 @@ def fit(
     if val_tensors is not None and dist.is_main:
         result.calibration = calibrate_best(out / "best.pth", model, val_tensors, bf16)
     return result
+
+
+def stop_agreed(stop: StopRequest, dist: Distributed, device: torch.device) -> bool:
+    """Whether to stop now; torchrun ranks stop together when any was asked (one sync an epoch)."""
+    if not dist.enabled:
+        return stop.requested
+    return dist.all_sum(torch.tensor([float(stop.requested)], device=device)).item() > 0
 
 
 def calibrate_best(path: Path, model: MultimodalNet, val: Tensors, bf16: bool) -> dict[str, float]:
@@ -296,23 +307,8 @@ def save_epoch(
     improved: bool,
 ) -> None:
     """best.pth when the epoch improved; last.pth always, with everything --resume needs."""
-    row = result.history[-1]
-    payload = {
-        "model": config.model,
-        "model_kwargs": model_arguments(config.model, **config.model_overrides()),
-        "state_dict": model.state_dict(),  # the unwrapped model: no DDP 'module.' prefix
-        "config": config.to_dict(),
-        "normalisation": model.normalisation(),
-        "metrics": row,
-        "epoch": row["epoch"],
-    }
+    payload = training_payload(model, config.to_dict(), result.history[-1])
     if improved:
         save_checkpoint(out / "best.pth", payload)
-    resume_state = {
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "history": result.history,
-        "best_epoch": result.best_epoch,
-        "best_f1": best_f1,
-    }
-    save_checkpoint(out / "last.pth", payload | resume_state)
+    resume = resume_state(optimizer, scheduler, result.history, result.best_epoch, best_f1)
+    save_checkpoint(out / "last.pth", payload | resume)

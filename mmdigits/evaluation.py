@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdigits.artifacts import save_figure
+from mmdigits.artifacts import pyplot, save_figure
 from mmdigits.metrics import per_class, score
 
 
@@ -30,10 +30,7 @@ def report(predictions: np.ndarray, labels: np.ndarray, conditions: np.ndarray |
 
 def plot_confusion(path: Path, predictions: np.ndarray, labels: np.ndarray, title: str) -> Path:
     """Row-normalised confusion matrix with counts in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from sklearn.metrics import confusion_matrix
 
     counts = confusion_matrix(labels, predictions, labels=np.arange(10))

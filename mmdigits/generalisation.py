@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
+from mmdigits.artifacts import write_json
 from mmdigits.checkpoint import load_model
 from mmdigits.config import TrainConfig
 from mmdigits.evaluation import report
 from mmdigits.inference import ensemble_probabilities
 from mmdigits.profiles import PROFILES, generate, profile
-from mmdigits.runs import train_run
+from mmdigits.runs import refuse_runs, train_run
 from mmdigits.runtime import pick_device
 
 UNIMODAL = ("cnn_image_only", "rnn_audio_only")
@@ -32,8 +33,10 @@ def run_matrix(
     runs: Path,
     profiles: tuple[str, ...] = tuple(PROFILES),
     log: Callable[[str], None] = lambda message: None,
+    overwrite: bool = False,
 ) -> dict:
     """{train profile: {model: {"train_seconds", test profile: {"overall", "conditions"}}}}."""
+    refuse_runs([runs / train_profile / name for train_profile in profiles for name in models], overwrite)
     device = pick_device(base.device)
     matrix: dict = {}
     for train_profile in profiles:
@@ -77,3 +80,20 @@ def fusion_deficits(matrix: dict) -> list[str]:
                             f"{scores['accuracy']:.4f} < {best:.4f}"
                         )
     return found
+
+
+def matrix_report(
+    models: list[str],
+    base: TrainConfig,
+    n_train: int,
+    n_test: int,
+    runs: Path,
+    out: Path,
+    log: Callable[[str], None] = lambda message: None,
+    overwrite: bool = False,
+) -> dict:
+    """run_matrix, then its fusion deficits, written together to `out` (JSON)."""
+    figures = run_matrix(models, base, n_train, n_test, runs, log=log, overwrite=overwrite)
+    figures["fusion_deficits"] = fusion_deficits(figures)
+    write_json(out, figures)
+    return figures

@@ -54,6 +54,14 @@ def tta_probabilities(
     return total / views
 
 
+def probabilities(model: torch.nn.Module, image, audio, device: torch.device, bf16: bool | None = None) -> torch.Tensor:
+    """(N, 10) class probabilities on the CPU, the one way every command computes them. bf16=None
+    autocasts where the hardware runs bf16 natively, as training does; elsewhere fp32."""
+    if bf16 is None:
+        bf16 = use_bf16("auto", device)
+    return F.softmax(logits_for(model, image, audio, device, bf16=bf16), dim=1)
+
+
 def ensemble_probabilities(
     models: list[torch.nn.Module], image, audio, device: torch.device, tta: bool = False, bf16: bool | None = None
 ) -> torch.Tensor:
@@ -65,8 +73,8 @@ def ensemble_probabilities(
     total = None
     for model in models:
         if tta:
-            probabilities = tta_probabilities(model, image, audio, device, bf16=bf16)
+            member = tta_probabilities(model, image, audio, device, bf16=bf16)
         else:
-            probabilities = F.softmax(logits_for(model, image, audio, device, bf16=bf16), dim=1)
-        total = probabilities if total is None else total + probabilities
+            member = probabilities(model, image, audio, device, bf16)
+        total = member if total is None else total + member
     return total / len(models)

@@ -24,6 +24,11 @@ def score(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return scores_from_confusion(confusion(predictions, labels))
 
 
+def mean_std(values: list[float]) -> dict[str, float]:
+    """The summary every multi-run figure carries (seeds, folds): mean and population std."""
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
 def per_class(predictions: np.ndarray, labels: np.ndarray):
     """A DataFrame of precision, recall, F1 and support per digit."""
     import pandas as pd
@@ -37,15 +42,25 @@ def per_class(predictions: np.ndarray, labels: np.ndarray):
     )
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """ECE: the support-weighted gap between confidence and accuracy over equal-width bins."""
+def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, np.ndarray]:
+    """Per equal-width confidence bin: its centre, share of the pairs, mean confidence and accuracy
+    (NaN where empty); the one binning behind the ECE and the reliability plot."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    gap = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(gap)
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "centre": (edges[:-1] + edges[1:]) / 2,
+            "share": counts / max(len(labels), 1),
+            "confidence": np.bincount(which, confidence, minlength=bins) / counts,
+            "accuracy": np.bincount(which, correct, minlength=bins) / counts,
+        }
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: the support-weighted gap between confidence and accuracy over equal-width bins."""
+    found = reliability_bins(probabilities, labels, bins)
+    filled = found["share"] > 0
+    return float(np.sum(found["share"][filled] * np.abs(found["accuracy"][filled] - found["confidence"][filled])))

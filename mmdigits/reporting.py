@@ -1,20 +1,29 @@
-"""Everything a person reads while a command runs: one rich Console on stderr, progress bars,
-one row per epoch, metrics.csv, and the training-curve plot."""
+"""Everything a person reads: results on stdout (`show`), and while a command runs, one rich
+Console on stderr, progress bars, one row per epoch, metrics.csv and the training-curve plot."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mmdigits.artifacts import atomic_path, save_figure
+from mmdigits.artifacts import atomic_path, pyplot, save_figure
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # progress and logs; results go to stdout
+results = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds"]
+
+
+def show(*renderables: Any) -> None:
+    """Print results (lines, tables) to stdout, one after another."""
+    for renderable in renderables:
+        results.print(renderable)
 
 
 @contextmanager
@@ -42,6 +51,11 @@ def epoch_line(row: dict[str, float], best: bool) -> str:
     return text + ("  *best" if best else "")
 
 
+def print_epoch(row: dict[str, float], result: Any) -> None:
+    """An on_epoch callback: the epoch's line on the console, marked when it is the best so far."""
+    console.print(epoch_line(row, best=result.best_epoch == row["epoch"]))
+
+
 def write_metrics_csv(path: Path, history: list[dict[str, float]]) -> Path:
     """The epoch rows as CSV, rewritten atomically each epoch."""
     import pandas as pd
@@ -55,10 +69,7 @@ def write_metrics_csv(path: Path, history: list[dict[str, float]]) -> Path:
 
 def plot_curves(path: Path, history: list[dict[str, float]], title: str) -> Path:
     """Loss and accuracy per epoch, train beside validation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))

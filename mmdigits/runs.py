@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmdigits.artifacts import ensure_folder, write_json
+from mmdigits.artifacts import ensure_folder, refuse_overwrite, write_json
+from mmdigits.checkpoint import load_resume
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split, load_train, train_val_indices
 from mmdigits.datacheck import range_summary
@@ -21,6 +22,9 @@ from mmdigits.engine import FitResult, batch_bounds, fit
 from mmdigits.models import create_model
 from mmdigits.reporting import plot_curves, write_metrics_csv
 from mmdigits.runtime import configure, init_distributed, seed_everything
+from mmdigits.stopping import NEVER, StopRequest
+
+RUN_FILES = ("best.pth", "last.pth", "metrics.csv")  # what a run has once an epoch finished
 
 
 @dataclass
@@ -43,6 +47,24 @@ def split_for(config: TrainConfig, data: Split) -> tuple[Split, Split | None, in
     return data.subset(train_rows), val, n_groups
 
 
+def plan_run(config: TrainConfig, resume: Path | None, overwrite: bool) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The config and last.pth payload a `train` call runs with: --resume continues a run with
+    its own config; otherwise a folder that already holds a run is refused unless --overwrite."""
+    if resume is not None:
+        payload = load_resume(resume)
+        return TrainConfig.from_dict(payload["config"]), payload
+    out = Path(config.out)
+    hint = f", --resume {out / 'last.pth'} to continue it" if (out / "last.pth").exists() else ""
+    refuse_overwrite(out, RUN_FILES, overwrite, "a trained run", hint)
+    return config, None
+
+
+def refuse_runs(folders: list[Path], overwrite: bool) -> None:
+    """Before a command trains many runs (cv, compare, matrix): none of their folders holds one."""
+    for folder in folders:
+        refuse_overwrite(folder, RUN_FILES, overwrite, "a trained run")
+
+
 def train_run(
     config: TrainConfig,
     resume: dict[str, Any] | None = None,
@@ -51,9 +73,11 @@ def train_run(
     on_epoch: Callable[[dict[str, float], FitResult], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     splits: tuple[Split, Split | None] | None = None,
+    stop: StopRequest = NEVER,
 ) -> RunSummary:
     """Validate, load, split, build, fit; write the run folder's artifacts after every epoch.
-    `splits` gives the (train, validation) pairs directly, as cross-validation does."""
+    `splits` gives the (train, validation) pairs directly, as cross-validation does; `stop` is
+    checked between batches (see stopping.py)."""
     config.validate()
     dist, device = init_distributed(config.device)
     configure(device, config.deterministic)
@@ -92,7 +116,7 @@ def train_run(
             on_epoch(row, result)
 
     try:
-        result = fit(model, train, val, config, device, resume, after_epoch, on_batch, dist)
+        result = fit(model, train, val, config, device, resume, after_epoch, on_batch, dist, stop)
         if result.calibration:
             found = result.calibration
             log(

@@ -16,11 +16,10 @@ import numpy as np
 import torch
 
 from mmdigits import augment
-from mmdigits.data import Split
+from mmdigits.data import CONDITIONS, Split
 from mmdigits.errors import UsageError
 from mmdigits.features import centre_digit
 
-CONDITIONS = ("clean", "image_noisy", "audio_noisy", "both_mild")
 CONDITION_SHARES = (0.4, 0.2, 0.2, 0.2)
 TEST_SHARE = 0.2  # of source images and of speakers, held out for the test set
 CHUNK_ROWS = 4096

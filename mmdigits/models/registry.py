@@ -26,9 +26,44 @@ def model_arguments(name: str, **overrides: Any) -> dict[str, Any]:
     return {**_REGISTRY[name], **overrides}
 
 
+MAIN_MODELS = ["cnn_rnn_linear", "cnn_rnn_attention", "cnn_transformer_linear", "cnn_transformer_attention"]
+
+
+def parse_models(text: str, everything: list[str] | None = None) -> list[str]:
+    """`--models a,b` -> checked names; 'all' -> `everything` (default: the four main models)."""
+    names = list(everything or MAIN_MODELS) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--models: give comma-separated model names, or 'all'")
+    for name in names:
+        model_arguments(name)  # an unknown name fails before any work, listing the choices
+    return names
+
+
+def describe_models() -> list[dict[str, Any]]:
+    """One row per registered model: its encoders, fusion and parameter count."""
+    rows = []
+    for name in _REGISTRY:
+        arguments = model_arguments(name)
+        both = arguments.get("image") and arguments.get("audio")
+        rows.append(
+            {
+                "name": name,
+                "image": str(arguments.get("image") or "-"),
+                "audio": str(arguments.get("audio") or "-"),
+                "fusion": arguments.get("fusion", "-") if both else "-",
+                "parameters": sum(p.numel() for p in create_model(name).parameters()),
+            }
+        )
+    return rows
+
+
 def create_model(name: str, **overrides: Any) -> MultimodalNet:
-    """Build a registered model; unknown names raise UsageError listing the choices."""
-    return MultimodalNet(**model_arguments(name, **overrides))
+    """Build a registered model; unknown names raise UsageError listing the choices. The model
+    records its name and constructor arguments (timm style) for checkpoints to store."""
+    arguments = model_arguments(name, **overrides)
+    model = MultimodalNet(**arguments)
+    model.name, model.arguments = name, arguments
+    return model
 
 
 # The four architectures of the competition's reference solution, done properly, then the other

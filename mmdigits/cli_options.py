@@ -1,0 +1,115 @@
+"""The CLI's options: those several commands share, and those derived from TrainConfig's fields,
+so that each training option is written once. `train`, `cv`, `compare`, `matrix`, `demo` and
+`tune` take their training options from here; the precedence is timm's: an option given on the
+command line > a --config file > the defaults.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated, Any, Optional, get_type_hints
+
+import typer
+
+from mmdigits import __version__
+from mmdigits.config import DEFAULT_MODEL, TrainConfig
+
+FIELD_TYPES = get_type_hints(TrainConfig)
+DEFAULT_CHECKPOINT = Path(f"runs/{DEFAULT_MODEL}/best.pth")
+
+
+def print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mmdigits {__version__}")
+        raise typer.Exit()
+
+
+# Options shared by several commands, used as `data: opt.Data = Path(".")`
+Version = Annotated[
+    bool, typer.Option("--version", callback=print_version, is_eager=True, help="Print the version and exit.")
+]
+Data = Annotated[Path, typer.Option("--data", help="Folder with the competition's .npy/.csv files.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
+Checkpoints = Annotated[
+    list[Path],
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="A .pth file, or a folder of runs (every best.pth under it). "
+        "Repeat to average an ensemble's probabilities.",
+    ),
+]
+Checkpoint = Annotated[Path, typer.Option("--checkpoint", "-c", help="A trained .pth file.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace what an earlier run left in the output folder.")]
+ConfigFile = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="JSON of training options (as tune's best.json); options given here win."),
+]
+Tta = Annotated[bool, typer.Option("--tta", help="Average over digit-safe test-time augmentations.")]
+Labels = Annotated[Optional[Path], typer.Option(help="row_id,label[,condition] CSV for the test files.")]
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def config_parameter(name: str, default: Any, help: str) -> inspect.Parameter:
+    """One keyword parameter carrying a typer option: --name (bools also --no-name)."""
+    kind = FIELD_TYPES[name]
+    declaration = f"{flag(name)}/--no-{name.replace('_', '-')}" if kind is bool else flag(name)
+    option = typer.Option(declaration, help=help)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
+
+
+def with_config_options(exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None) -> Callable:
+    """Give a command --config and one option per TrainConfig field except `exclude`, typed,
+    defaulted (unless `defaults` says otherwise for this command) and helped by the field. The
+    command receives `config`, the TrainConfig they make, and, if it asks for it, `given`: the
+    options set on the command line or in the --config file."""
+    defaults = defaults or {}
+
+    def decorate(command: Callable) -> Callable:
+        own = inspect.signature(command, eval_str=True).parameters
+        wants_given = "given" in own
+        kept = [parameter for name, parameter in own.items() if name not in ("config", "given")]
+        taken = [field.name for field in fields(TrainConfig) if field.name not in exclude]
+        added = [
+            inspect.Parameter("context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+            inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigFile),
+        ] + [
+            config_parameter(field.name, defaults.get(field.name, field.default), field.metadata["help"])
+            for field in fields(TrainConfig)
+            if field.name in taken
+        ]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, context: typer.Context, config_file: Path | None = None, **kwargs: Any) -> Any:
+            options = {name: kwargs.pop(name) for name in taken}
+            config = config_from_options(context, options, config_file)
+            if wants_given:
+                from_file = TrainConfig.read_file(config_file) if config_file is not None else {}
+                kwargs["given"] = explicit_options(context, options) | set(from_file)
+            return command(*args, config=config, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(kept + added)  # what typer reads
+        return wrapper
+
+    return decorate
+
+
+def explicit_options(context: typer.Context, options: dict[str, Any]) -> set[str]:
+    """The options typed on the command line (not left at their defaults)."""
+    sources = {name: context.get_parameter_source(name) for name in options}
+    return {name for name, source in sources.items() if source is not None and source.name != "DEFAULT"}
+
+
+def config_from_options(context: typer.Context, options: dict[str, Any], config_file: Path | None) -> TrainConfig:
+    """Options typed on the command line override the --config file, which overrides the defaults."""
+    values = TrainConfig.read_file(config_file) if config_file is not None else {}
+    typed = explicit_options(context, options)
+    values |= {name: value for name, value in options.items() if name in typed or name not in values}
+    return TrainConfig(**values).validate()

@@ -1,0 +1,67 @@
+"""Prediction: checkpoints + test files -> the Kaggle submission, or one real picture and
+recording -> the digit; and turning such a pair into the competition's vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmdigits.artifacts import save_npy
+from mmdigits.checkpoint import load_ensemble
+from mmdigits.data import load_test
+from mmdigits.inference import ensemble_probabilities
+from mmdigits.submission import write_probabilities, write_submission
+
+
+@dataclass
+class Submission:
+    path: Path
+    predictions: np.ndarray  # (M,) digits in test-file order
+    members: int  # models averaged
+
+
+def featurize_pair(image: Path, audio: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A picture and a recording -> the competition's (784,) and (507,) vectors."""
+    from mmdigits.features import read_digit_image, read_spoken_digit
+    from mmdigits.synth import spoken_digit_table
+
+    return read_digit_image(image), read_spoken_digit(audio, spoken_digit_table())
+
+
+def write_pair(out: Path, image_vector: np.ndarray, audio_vector: np.ndarray) -> list[Path]:
+    """One pair as x_test_wr.npy (1, 28, 28) and x_test_sp.npy (1, 507), float64 as the competition's."""
+    return [
+        save_npy(out / "x_test_wr.npy", image_vector.reshape(1, 28, 28).astype(np.float64)),
+        save_npy(out / "x_test_sp.npy", audio_vector.reshape(1, 507).astype(np.float64)),
+    ]
+
+
+def predict_pair(checkpoints: list[Path], image: Path, audio: Path, device: str, tta: bool) -> np.ndarray:
+    """(10,) class probabilities of one real picture + recording, averaged over the ensemble."""
+    models, torch_device = load_ensemble(checkpoints, device)
+    image_vector, audio_vector = featurize_pair(image, audio)
+    image_batch, audio_batch = image_vector.reshape(1, 28, 28), audio_vector.reshape(1, 39, 13)
+    return ensemble_probabilities(models, image_batch, audio_batch, torch_device, tta=tta)[0].numpy()
+
+
+def predict_test(
+    checkpoints: list[Path],
+    data: Path,
+    out: Path,
+    label_column: str = "label",
+    probabilities_csv: Path | None = None,
+    tta: bool = False,
+    device: str = "auto",
+) -> Submission:
+    """Average the ensemble's probabilities on the test files; write the submission (and the
+    probabilities); an existing submission is replaced only once the new one is complete."""
+    models, torch_device = load_ensemble(checkpoints, device)
+    test = load_test(data)
+    probabilities = ensemble_probabilities(models, test.image, test.audio, torch_device, tta=tta).numpy()
+    predictions = probabilities.argmax(axis=1)
+    write_submission(out, predictions, label_column)
+    if probabilities_csv is not None:
+        write_probabilities(probabilities_csv, probabilities)
+    return Submission(Path(out), predictions, len(models))
