@@ -12,9 +12,10 @@ import numpy as np
 
 from mmdigits.artifacts import pyplot, save_figure, write_json, write_text
 from mmdigits.config import TrainConfig
-from mmdigits.data import Split
+from mmdigits.data import Split, load_train
 from mmdigits.errors import UsageError
 from mmdigits.metrics import mean_std
+from mmdigits.profiles import provenance_command
 from mmdigits.runs import refuse_runs, split_for, train_run
 
 TARGET_ACCURACY = 0.97
@@ -153,7 +154,7 @@ def compare_report(
     """Compare the models on base.data and write OUT/README.md; returns its path."""
     import torch
 
-    from mmdigits.data import load_train
-
     results = compare_models(names, seeds, base, load_train(Path(base.data)), out, runs, log, overwrite)
+    made = provenance_command(Path(base.data))
+    command = f"{made} && {command}" if made else command
     return write_table(out / "README.md", results, command, hardware(), str(torch.__version__))

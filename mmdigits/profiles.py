@@ -6,18 +6,20 @@ every knob we control (see foreign.py), so that defaults are chosen on how they 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mmdigits import foreign, synth
-from mmdigits.artifacts import save_csv, save_npy
+from mmdigits import __version__, foreign, synth
+from mmdigits.artifacts import save_csv, save_npy, write_json
 from mmdigits.data import TEST_AUDIO, TEST_IMAGE, TRAIN_AUDIO, TRAIN_IMAGE, TRAIN_LABELS, Split
 from mmdigits.errors import UsageError
 
 TEST_LABELS = "y_test.csv"
+PROVENANCE = "dataset.json"  # how `data make` made the folder, so that reports can say how to rebuild it
 AUDIO_UNITS = ("unit", "raw")  # unit: standardised and mapped to about [0, 1]; raw: librosa's MFCC
 
 
@@ -96,4 +98,18 @@ def make_dataset(
     n_train = chosen.train if n_train is None else n_train
     n_test = chosen.test if n_test is None else n_test
     train, test, conditions = generate(name, n_train, n_test, seed)
-    return write_dataset(out_dir, train, test, conditions)
+    written = write_dataset(out_dir, train, test, conditions)
+    recipe = {"profile": name, "train": n_train, "test": n_test, "seed": seed, "mmdigits": __version__}
+    return [*written, write_json(Path(out_dir) / PROVENANCE, recipe)]
+
+
+def provenance_command(data: Path) -> str | None:
+    """The `data make` command that rebuilds a generated folder (None for other data)."""
+    try:
+        recipe = json.loads((Path(data) / PROVENANCE).read_text())
+        return (
+            f"mmdigits data make --out {data} --profile {recipe['profile']} --train {recipe['train']} "
+            f"--test {recipe['test']} --seed {recipe['seed']}"
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -82,8 +82,9 @@ def run_tune(
     optuna = optuna_module()
     if trials < 1 or jobs < 1:
         raise UsageError("--trials and --jobs must be at least 1")
-    out = ensure_folder(out or Path("runs/tune") / base.model)
-    storage = storage or f"sqlite:///{(out / 'study.db').as_posix()}"
+    out = out or Path("runs/tune") / base.model
+    if storage is None:  # the default database lives in the study folder
+        storage = f"sqlite:///{ensure_folder(out).joinpath('study.db').as_posix()}"
     study_name = study_name or base.model
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -95,8 +96,12 @@ def run_tune(
             sampler=optuna.samplers.TPESampler(seed=base.seed),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=3),
         )
-    except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as error:
-        raise UsageError(f"--storage {storage}: {str(error).splitlines()[0]}") from None
+    except Exception as error:  # SQLAlchemy and the database drivers raise many types; each means the same
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--storage {storage}: cannot open the study's database ({reason})") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks metric names experimental
+        study.set_metric_names(["validation macro-F1"])  # the plots' axis label
     data = load_train(Path(base.data))
     log(f"study '{study_name}' in {storage}: {len(study.trials)} earlier trials; {trials} more")
 
@@ -108,7 +113,10 @@ def run_tune(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        summary = train_run(config, data=data, on_epoch=report, stop=stop)
+        try:
+            summary = train_run(config, data=data, on_epoch=report, stop=stop)
+        except RunStopped:  # Ctrl-C: the trial ends early, as a pruned one does; the study then stops
+            raise optuna.TrialPruned(f"stopped by {stop.signal_name}") from None
         return summary.result.history[summary.result.best_epoch - 1]["val_f1"]
 
     def after_trial(study: Any, trial: Any) -> None:
@@ -117,12 +125,8 @@ def run_tune(
         if stop.requested:
             study.stop()
 
-    result = TuneResult(out, storage, study_name)
-    try:
-        study.optimize(objective, n_trials=trials, timeout=timeout, n_jobs=jobs, callbacks=[after_trial])
-    except RunStopped:
-        result.stopped_by = stop.signal_name  # the interrupted trial is recorded as failed
-    result.stopped_by = result.stopped_by or stop.signal_name
+    study.optimize(objective, n_trials=trials, timeout=timeout, n_jobs=jobs, callbacks=[after_trial])
+    result = TuneResult(out, storage, study_name, stopped_by=stop.signal_name)
     write_study(study, base, result)
     return result
 

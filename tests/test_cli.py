@@ -286,3 +286,35 @@ def test_unwritable_outputs_give_one_line(trained_run, tiny_data, tmp_path, wher
     trained = run_cli("train", "--data", tiny_data, "--model", FAST_MODEL, "--epochs", "1", "--out", blocker)
     assert trained.exit_code == 1 and "cannot create the output folder" in trained.stderr
     assert blocker.read_text() == "a file, not a folder"
+
+
+def test_a_finished_run_is_never_replaced_without_overwrite(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    arguments = ["train", "--data", tiny_data, "--model", FAST_MODEL, "--epochs", "1", "--out", out]
+    assert run_cli(*arguments).exit_code == 0
+    first = (out / "best.pth").read_bytes()
+    again = run_cli(*arguments)
+    assert again.exit_code == 2 and len(again.stderr.strip().splitlines()) == 1
+    assert "--overwrite" in again.stderr and f"--resume {out / 'last.pth'}" in again.stderr
+    assert (out / "best.pth").read_bytes() == first
+    replaced = run_cli(*arguments, "--seed", "1", "--overwrite")
+    assert replaced.exit_code == 0 and (out / "best.pth").read_bytes() != first
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("evaluate", ["--labels", "y_test.csv"]),
+        ("analyze", []),
+        ("tsne", ["--split", "test", "--samples", "20"]),
+    ],
+)
+def test_a_report_folder_is_never_replaced_without_overwrite(trained_run, tiny_data, tmp_path, command, options):
+    options = [tiny_data / option if option.endswith(".csv") else option for option in options]
+    arguments = [command, "-c", trained_run / "best.pth", "--data", tiny_data, "--out", tmp_path, *options]
+    assert run_cli(*arguments).exit_code == 0
+    written = {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()}
+    again = run_cli(*arguments)
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+    assert {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()} == written
+    assert run_cli(*arguments, "--overwrite").exit_code == 0

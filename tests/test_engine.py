@@ -1,12 +1,6 @@
-"""The training loop: divergence handling, interruption, batching."""
+"""The training loop: divergence handling, the automatic schedule, batching."""
 
 from __future__ import annotations
-
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -57,48 +51,3 @@ def test_batches_skip_tiny_remainders_alike_on_every_rank():
     assert engine.batch_bounds(10, 4, 1) == [(0, 4), (4, 8), (8, 10)]
     assert engine.batch_bounds(9, 4, 1) == [(0, 4), (4, 8)]  # a lone row cannot train batch norm
     assert engine.batch_bounds(10, 4, 2) == [(0, 4), (4, 8)]  # 2 rows cannot give 2 ranks 2 each
-
-
-def ignore_sigint() -> None:
-    """What a background job of a non-interactive shell inherits: SIGINT ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@pytest.mark.parametrize("parent_ignores_sigint", [False, True], ids=["foreground", "sigint-ignored"])
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_keeps_last_checkpoint_and_exits_130(tiny_data, tmp_path, signal_number, parent_ignores_sigint):
-    out = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "mmdigits",
-        "train",
-        "--data",
-        str(tiny_data),
-        "--model",
-        FAST_MODEL,
-        "--epochs",
-        "500",
-        "--out",
-        str(out),
-    ]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        preexec_fn=ignore_sigint if parent_ignores_sigint else None,
-    )
-    deadline = time.time() + 120
-    while not (out / "metrics.csv").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal_number)
-    try:
-        _, stderr = process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    assert process.returncode == 130, stderr
-    assert "resume with: mmdigits train --resume" in stderr and "Traceback" not in stderr
-    assert torch.load(out / "last.pth", weights_only=True)["epoch"] >= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image, ImageDraw
 
 from mmdigits.errors import DataError
@@ -42,15 +43,43 @@ def test_unreadable_picture(tmp_path):
         read_digit_image(path)
 
 
-def test_wav_becomes_507_mfcc_values(tmp_path):
+def write_tone(path) -> None:
     soundfile = pytest.importorskip("soundfile")
     rate = 22050
     time = np.arange(int(0.6 * rate)) / rate
-    wave = 0.3 * np.sin(2 * np.pi * 220 * time) * np.hanning(len(time))
+    soundfile.write(path, 0.3 * np.sin(2 * np.pi * 220 * time) * np.hanning(len(time)), rate)
+
+
+def test_wav_becomes_507_mfcc_values(tmp_path):
     path = tmp_path / "tone.wav"
-    soundfile.write(path, wave, rate)
+    write_tone(path)
     vector = read_spoken_digit(path, spoken_digit_table())
     assert vector.shape == (FRAMES * 13,) == (507,)
     assert vector.min() >= 0.0 and vector.max() <= 1.0
     with pytest.raises(DataError, match="no such file"):
         read_spoken_digit(tmp_path / "missing.wav", spoken_digit_table())
+
+
+def test_featurize_on_the_cli_writes_a_one_pair_test_set(tmp_path):
+    draw_seven(tmp_path / "seven.png", dark_on_light=True)
+    write_tone(tmp_path / "seven.wav")
+    out = tmp_path / "pair"
+    result = run_cli("featurize", "--image", tmp_path / "seven.png", "--audio", tmp_path / "seven.wav", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "image: 784 values" in result.stdout and "x_test_sp.npy (1, 507)" in result.stdout
+    assert np.load(out / "x_test_wr.npy").shape == (1, 28, 28) and np.load(out / "x_test_sp.npy").shape == (1, 507)
+    np.testing.assert_array_equal(np.load(out / "x_test_wr.npy").reshape(784), read_digit_image(tmp_path / "seven.png"))
+
+
+def test_predict_one_picture_and_recording_on_the_cli(trained_run, tmp_path):
+    draw_seven(tmp_path / "seven.png", dark_on_light=False)
+    write_tone(tmp_path / "seven.wav")
+    pair = ["--image", tmp_path / "seven.png", "--audio", tmp_path / "seven.wav"]
+    result = run_cli("predict", "-c", trained_run / "best.pth", *pair)
+    assert result.exit_code == 0, result.output
+    digit_line, probabilities_line = result.stdout.strip().splitlines()
+    probabilities = [float(item.split(": ")[1]) for item in probabilities_line.split("  ")]
+    assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1, abs=0.01)
+    assert digit_line.startswith(f"digit {int(np.argmax(probabilities))}")
+    alone = run_cli("predict", "-c", trained_run / "best.pth", "--image", tmp_path / "seven.png")
+    assert alone.exit_code == 2 and "--image and --audio go together" in alone.stderr

@@ -1,14 +1,20 @@
-"""Every registered model: shapes, gradients to every parameter, eval determinism, round trip."""
+"""Every registered model: shapes, gradients to every parameter, eval determinism, round trip;
+and a new fusion added with one registry line gets the same checks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import run_cli
+from torch import nn
 
+from mmdigits.checkpoint import load_model, save_checkpoint
 from mmdigits.config import TrainConfig
 from mmdigits.engine import training_loss
 from mmdigits.errors import UsageError
-from mmdigits.models import create_model, list_models, model_arguments
+from mmdigits.models import create_model, list_models, model_arguments, registry
+from mmdigits.models.fusion import FUSIONS, GatedFusion
+from mmdigits.models.registry import register_fusion
 
 BATCH = 6
 
@@ -28,6 +34,10 @@ def test_registry_has_the_four_reference_architectures():
 
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward_reaches_every_parameter(name):
+    check_gradients(name)
+
+
+def check_gradients(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name).train()
     image, audio = inputs()
@@ -40,6 +50,10 @@ def test_forward_backward_reaches_every_parameter(name):
 
 @pytest.mark.parametrize("name", list_models())
 def test_eval_is_deterministic_and_embed_shapes(name):
+    check_eval(name)
+
+
+def check_eval(name: str) -> None:
     model = create_model(name).eval()
     image, audio = inputs()
     with torch.no_grad():
@@ -53,6 +67,10 @@ def test_eval_is_deterministic_and_embed_shapes(name):
 
 @pytest.mark.parametrize("name", list_models())
 def test_state_dict_round_trip(name):
+    check_round_trip(name)
+
+
+def check_round_trip(name: str) -> None:
     torch.manual_seed(1)
     model = create_model(name).eval()
     model.fit_normalisation(*inputs(2))
@@ -83,3 +101,50 @@ def test_unimodal_models_ignore_the_other_input():
 def test_lowrank_factors_are_saved_parameters():
     state = create_model("cnn_rnn_lowrank").state_dict()
     assert {"fusion.image_factor", "fusion.audio_factor", "fusion.rank_weights"} <= set(state)
+
+
+class ProductFusion(nn.Module):
+    """The README's example of a new fusion: the element-wise product of the projected embeddings."""
+
+    def __init__(self, image_dim: int, audio_dim: int, hidden: int = 128, dropout: float = 0.2, **_) -> None:
+        super().__init__()
+        self.image, self.audio = nn.Linear(image_dim, hidden), nn.Linear(audio_dim, hidden)
+        self.dropout, self.head = nn.Dropout(dropout), nn.Linear(hidden, 10)
+
+    def forward(self, image_tokens, image, audio_tokens, audio):
+        fused = torch.tanh(self.image(image)) * torch.tanh(self.audio(audio))
+        return fused, self.head(self.dropout(fused))
+
+
+@pytest.fixture
+def product_fusion():
+    """A fusion added as a newcomer would: its class and one registry line; removed afterwards."""
+    register_fusion("elementwise", ProductFusion)
+    yield ["cnn_rnn_elementwise", "cnn_transformer_elementwise"]
+    FUSIONS.pop("elementwise")
+    for name in ("cnn_rnn_elementwise", "cnn_transformer_elementwise"):
+        registry._REGISTRY.pop(name)
+
+
+def test_a_new_fusion_is_a_class_and_one_registry_line(product_fusion, tiny_data, tmp_path):
+    assert set(product_fusion) <= set(list_models())
+    for name in product_fusion:  # the registry-wide checks
+        check_gradients(name)
+        check_eval(name)
+        check_round_trip(name)
+    out = tmp_path / "run"
+    trained = run_cli("train", "--data", tiny_data, "--model", product_fusion[0], "--epochs", "1", "--out", out)
+    assert trained.exit_code == 0, trained.output
+    model, payload = load_model(out / "best.pth")
+    assert isinstance(model.fusion, ProductFusion) and payload["model_kwargs"]["fusion"] == "elementwise"
+
+
+def test_the_renamed_gated_fusion_loads_checkpoints_saved_as_product(tmp_path):
+    model = create_model("cnn_rnn_gated")
+    assert isinstance(model.fusion, GatedFusion) and "cnn_rnn_product" not in list_models()
+    payload = {"model": "cnn_rnn_product", "model_kwargs": {**model.arguments, "fusion": "product"}}
+    save_checkpoint(tmp_path / "old.pth", {**payload, "state_dict": model.state_dict()})
+    loaded, _ = load_model(tmp_path / "old.pth")
+    image, audio = inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded(image, audio), model.eval()(image, audio))

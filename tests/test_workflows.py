@@ -39,6 +39,8 @@ def test_compare_writes_table_and_curves(tiny_data, tmp_path):
     metrics = json.loads((tmp_path / "other" / FAST_MODEL / "metrics.json").read_text())
     assert metrics["seeds"] == 2 and len(metrics["histories"]) == 2
     assert (tmp_path / "other" / "cnn_image_only" / "loss_acc.png").is_file()
+    again = run_cli("compare", "--data", tiny_data, "--models", FAST_MODEL, "--runs", tmp_path / "runs")
+    assert again.exit_code == 2 and "seed0/ already holds a trained run" in again.stderr
 
 
 def test_cv_then_ensemble_predict(tiny_data, tmp_path):
@@ -51,6 +53,8 @@ def test_cv_then_ensemble_predict(tiny_data, tmp_path):
     assert len(summary["per_fold"]) == 3 and 0 <= summary["pooled_oof"]["accuracy"] <= 1
     predicted = run_cli("predict", "-c", out, "--data", tiny_data, "--out", tmp_path / "s.csv")
     assert predicted.exit_code == 0 and "3 models" in predicted.stdout
+    again = run_cli("cv", "--data", tiny_data, "--model", FAST_MODEL, "--folds", "3", "--out", out)
+    assert again.exit_code == 2 and "fold0/ already holds a trained run" in again.stderr
 
 
 def test_cv_rejects_one_fold(tiny_data, tmp_path):
@@ -82,3 +86,5 @@ def test_demo_runs_end_to_end(tmp_path):
     for name in ("submission.csv", "run/best.pth", "plots/fused.png", "evaluation/confusion_matrix.png"):
         assert (tmp_path / name).is_file(), name
     assert "demo finished" in result.stdout and "audio_noisy" in result.stdout
+    again = run_cli("demo", "--out", tmp_path, "--train", "120", "--test", "30", "--epochs", "1")
+    assert again.exit_code == 2 and "--overwrite" in again.stderr

@@ -8,6 +8,7 @@ from mmdigits.models.registry import (
     list_models,
     model_arguments,
     parse_models,
+    register_fusion,
     register_model,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "list_models",
     "model_arguments",
     "parse_models",
+    "register_fusion",
     "register_model",
 ]

@@ -9,7 +9,9 @@ from torch import nn
 
 
 class ImageCNN(nn.Module):
-    """Three conv blocks with batch norm: (B, 28, 28) -> 7x7 tokens and an embedding."""
+    """Three conv blocks with batch norm: (B, 28, 28) -> 16 patch tokens (4x4) and an embedding."""
+
+    token_count = 16  # 4x4 patches of the 7x7 feature map
 
     def __init__(self, width: int = 16, embed_dim: int = 128, dropout: float = 0.1) -> None:
         super().__init__()

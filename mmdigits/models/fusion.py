@@ -36,6 +36,7 @@ class AttentionFusion(nn.Module):
         audio_dim: int,
         image_token_dim: int,
         audio_token_dim: int,
+        image_token_count: int,
         hidden: int = 128,
         dropout: float = 0.2,
         d_fusion: int = 64,
@@ -45,7 +46,7 @@ class AttentionFusion(nn.Module):
         super().__init__()
         self.image_in = nn.Linear(image_token_dim, d_fusion)
         self.audio_in = nn.Linear(audio_token_dim, d_fusion)
-        self.image_position = nn.Parameter(torch.randn(1, 16, d_fusion) * 0.02)  # 4x4 patch positions
+        self.image_position = nn.Parameter(torch.randn(1, image_token_count, d_fusion) * 0.02)  # patch positions
         self.image_from_audio = nn.MultiheadAttention(d_fusion, heads, dropout=0.1, batch_first=True)
         self.audio_from_image = nn.MultiheadAttention(d_fusion, heads, dropout=0.1, batch_first=True)
         self.image_norm = nn.LayerNorm(d_fusion)
@@ -54,7 +55,7 @@ class AttentionFusion(nn.Module):
         self.head = nn.Linear(hidden, NUM_CLASSES)
 
     def forward(self, image_tokens, image, audio_tokens, audio):
-        image_q = self.image_in(image_tokens) + self.image_position  # (B, 16, d)
+        image_q = self.image_in(image_tokens) + self.image_position  # (B, image tokens, d)
         audio_q = self.audio_in(audio_tokens)  # (B, 39 or 20, d)
         image_x = self.image_norm(image_q + self.image_from_audio(image_q, audio_q, audio_q, need_weights=False)[0])
         audio_x = self.audio_norm(audio_q + self.audio_from_image(audio_q, image_q, image_q, need_weights=False)[0])
@@ -161,12 +162,15 @@ class SingleModality(nn.Module):
         return embedding, self.head(self.dropout(embedding))
 
 
+# The one list of fusions: each name here becomes the models cnn_rnn_<name> and
+# cnn_transformer_<name> (registry.py), and the registry-wide tests cover them.
 FUSIONS = {
     "linear": LinearFusion,
     "attention": AttentionFusion,
     "sum": SumFusion,
-    "product": GatedFusion,
+    "gated": GatedFusion,
     "lowrank": LowRankFusion,
     "bimodal": BimodalFusion,
     "late": LateFusion,
 }
+FUSION_ALIASES = {"product": "gated"}  # earlier names, so that their checkpoints still load

@@ -6,9 +6,7 @@ import torch
 from torch import nn
 
 from mmdigits.models.encoders import AudioRNN, AudioTransformer, ImageCNN
-from mmdigits.models.fusion import FUSIONS, SingleModality
-
-AUDIO_ENCODERS = {"rnn": AudioRNN, "transformer": AudioTransformer}
+from mmdigits.models.fusion import FUSION_ALIASES, FUSIONS, SingleModality
 
 
 class MultimodalNet(nn.Module):
@@ -46,11 +44,12 @@ class MultimodalNet(nn.Module):
         if self.image_encoder is None or self.audio_encoder is None:
             self.fusion = SingleModality(embed_dim, dropout)
         else:
-            self.fusion = FUSIONS[fusion](
+            self.fusion = FUSIONS[FUSION_ALIASES.get(fusion, fusion)](
                 image_dim=embed_dim,
                 audio_dim=embed_dim,
                 image_token_dim=self.image_encoder.token_dim,
                 audio_token_dim=self.audio_encoder.token_dim,
+                image_token_count=self.image_encoder.token_count,
                 hidden=hidden,
                 dropout=dropout,
                 heads=heads,

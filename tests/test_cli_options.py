@@ -1,0 +1,67 @@
+"""TrainConfig is the single source of the training options: every field is an option of every
+training command, --config files are checked field by field, and the command line wins."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import pytest
+import typer
+from conftest import FAST_MODEL, run_cli
+
+from mmdigits.cli import app
+from mmdigits.config import TrainConfig
+
+FIELDS = {field.name for field in fields(TrainConfig)}
+# command -> (fields it leaves out, the options of its own)
+TRAINING_COMMANDS = {
+    "train": ((), {"resume", "overwrite"}),
+    "cv": (("out",), {"folds", "out", "overwrite"}),
+    "compare": (("model", "out"), {"models", "seeds", "out", "runs", "overwrite"}),
+    "matrix": (("data", "model", "out"), {"models", "train_pairs", "test_pairs", "runs", "out", "overwrite"}),
+    "demo": (("data", "out"), {"out", "train_pairs", "test_pairs", "overwrite"}),
+    "tune": (("out",), {"trials", "timeout", "out", "storage", "study", "jobs"}),
+}
+
+
+@pytest.mark.parametrize("name", TRAINING_COMMANDS)
+def test_every_field_is_an_option_and_every_option_a_field_or_the_commands_own(name):
+    command = typer.main.get_command(app).commands[name]
+    options = {parameter.name for parameter in command.params} - {"config_file"}
+    left_out, own = TRAINING_COMMANDS[name]
+    assert options - own == FIELDS - set(left_out)
+    help_texts = {parameter.name: parameter.help for parameter in command.params}
+    for field in fields(TrainConfig):
+        if field.name not in left_out:
+            assert help_texts[field.name] == field.metadata["help"]
+
+
+def test_the_command_line_beats_the_config_file_which_beats_the_defaults(tiny_data, tmp_path):
+    config_file = tmp_path / "best.json"
+    config_file.write_text(json.dumps({"model": FAST_MODEL, "lr": 0.01, "epochs": 1, "augment": False}))
+    out = tmp_path / "run"
+    result = run_cli("train", "--data", tiny_data, "--config", config_file, "--lr", "0.002", "--out", out)
+    assert result.exit_code == 0, result.output
+    used = json.loads((out / "config.json").read_text())
+    assert (used["model"], used["epochs"], used["augment"]) == (FAST_MODEL, 1, False)  # from the file
+    assert used["lr"] == 0.002  # typed on the command line
+    assert used["weight_decay"] == TrainConfig.weight_decay  # in neither: the default
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not JSON"),
+        ('["lr", 0.01]', "expected a JSON object"),
+        ('{"learning_rate": 0.01}', "unknown option 'learning_rate'"),
+        ('{"lr": "fast"}', "'lr' must be float"),
+        ('{"epochs": true}', "'epochs' must be int"),
+    ],
+)
+def test_bad_config_files_give_one_line(tiny_data, tmp_path, content, message):
+    config_file = tmp_path / "bad.json"
+    config_file.write_text(content)
+    result = run_cli("train", "--data", tiny_data, "--config", config_file, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and message in result.stderr and str(config_file) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -1,0 +1,78 @@
+"""`mmdigits tune`: an Optuna study on tiny data that continues where it stopped, a best.json that
+`train --config` retrains, one-line errors, and Ctrl-C that keeps the finished trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from conftest import FAST_MODEL, run_cli
+
+pytest.importorskip("optuna")
+
+
+def test_a_study_continues_and_its_best_config_retrains(tiny_data, tmp_path):
+    study = tmp_path / "study"
+    arguments = ["tune", "--data", tiny_data, "--model", FAST_MODEL, "--trials", "3", "--epochs", "1", "--out", study]
+    first = run_cli(*arguments)
+    assert first.exit_code == 0, first.output
+    assert (study / "study.db").is_file() and (study / "history.png").is_file()
+    second = run_cli(*arguments)
+    assert second.exit_code == 0, second.output
+    assert "3 earlier trials" in second.stderr and "best of 6 trials" in second.stdout
+    trials = pd.read_csv(study / "trials.csv")
+    assert len(trials) == 6 and trials["number"].tolist() == list(range(6))
+    best = json.loads((study / "best.json").read_text())
+    assert best["epochs"] == 1  # given on the command line: held fixed, not searched
+    assert trials["value"].max() == pytest.approx(
+        trials.loc[trials["params_lr"] == best["lr"], "value"].iloc[0]
+    )  # best.json is the trial with the best validation macro-F1
+    assert not {"data", "out", "device"} & set(best)  # where to train is not part of a recipe
+    retrained = run_cli("train", "--data", tiny_data, "--config", study / "best.json", "--out", tmp_path / "run")
+    assert retrained.exit_code == 0, retrained.output
+    used = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert all(used[key] == value for key, value in best.items())
+
+
+def test_a_bad_storage_url_is_one_line(tiny_data, tmp_path):
+    result = run_cli("tune", "--data", tiny_data, "--model", FAST_MODEL, "--storage", "nosuchdb://x", "--out", tmp_path)
+    assert result.exit_code == 2 and "--storage nosuchdb://x: cannot open the study's database" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_without_the_extra_tune_names_it(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # what `import optuna` meets when it is not installed
+    result = run_cli("tune", "--data", tiny_data, "--model", FAST_MODEL, "--out", tmp_path)
+    assert result.exit_code == 1 and "pip install 'mmdigits[tune]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("parent_ignores_sigint", [False, True], ids=["foreground", "sigint-ignored"])
+def test_ctrl_c_ends_the_study_and_keeps_the_finished_trials(tiny_data, tmp_path, parent_ignores_sigint):
+    study, log = tmp_path / "study", tmp_path / "stderr.log"
+    command = [sys.executable, "-m", "mmdigits", "tune", "--data", str(tiny_data), "--model", FAST_MODEL,
+               "--trials", "200", "--epochs", "3", "--out", str(study)]  # fmt: skip
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if parent_ignores_sigint else None
+    with open(log, "w") as stderr:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env, preexec_fn=ignore)
+    try:
+        deadline = time.monotonic() + 180
+        while "trial 1:" not in log.read_text() and process.poll() is None:
+            assert time.monotonic() < deadline, "no trial finished"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    message = log.read_text()
+    assert process.returncode == 130, message
+    assert "finished trials are kept" in message and "Traceback" not in message
+    trials = pd.read_csv(study / "trials.csv")
+    assert (trials["state"] == "COMPLETE").sum() >= 2 and (study / "best.json").is_file()
