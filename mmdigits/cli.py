@@ -225,15 +225,8 @@ def matrix(
 ) -> None:
     """Train on each data profile, test on each, per noise condition: how the recipe travels."""
     names = lib.models.parse_models(models, [*lib.models.MAIN_MODELS, *lib.generalisation.UNIMODAL])
-    figures = lib.generalisation.matrix_report(
-        names, config, train_pairs, test_pairs, runs, out, console.print, overwrite
-    )
-    deficits = "; ".join(figures["fusion_deficits"]) or "nowhere"
-    show(
-        *tables.matrix_tables(figures, train_pairs),
-        f"fused below the better unimodal baseline: {deficits}",
-        f"wrote {out}",
-    )
+    figures = lib.generalisation.run_matrix(names, config, train_pairs, test_pairs, runs, out, console.print, overwrite)
+    show(*tables.matrix_tables(figures, train_pairs), f"wrote {out}")
 
 
 @command()
@@ -248,7 +241,7 @@ def compare(
 ) -> None:
     """Train several models x seeds on one split; write othermodels/README.md and curves."""
     command = "mmdigits " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "mmdigits compare"
-    table = lib.compare.compare_report(
+    table = lib.compare.compare_models(
         lib.models.parse_models(models), seeds, config, out, runs, command, console.print, overwrite
     )
     show(table.read_text())

@@ -12,7 +12,7 @@ import numpy as np
 
 from mmdigits.artifacts import pyplot, save_figure, write_json, write_text
 from mmdigits.config import TrainConfig
-from mmdigits.data import Split, load_train
+from mmdigits.data import load_train
 from mmdigits.errors import UsageError
 from mmdigits.metrics import mean_std
 from mmdigits.profiles import provenance_command
@@ -74,17 +74,20 @@ def compare_models(
     names: list[str],
     seeds: int,
     base: TrainConfig,
-    data: Split,
     out: Path,
     runs: Path,
+    command: str,
     log: Callable[[str], None] = lambda message: None,
     overwrite: bool = False,
-) -> list[dict]:
-    """Train every model with seeds 0..seeds-1 on the same split (the split's seed is base.seed)."""
+) -> Path:
+    """Train every model with seeds 0..seeds-1 on one split of base.data (the split's seed is
+    base.seed); write OUT/README.md, with `command` and how the data was made, and return it."""
+    import torch
+
     if seeds < 1:
         raise UsageError("--seeds must be at least 1")
     refuse_runs([runs / name / f"seed{seed}" for name in names for seed in range(seeds)], overwrite)
-    splits = split_for(base, data)[:2]  # one split for every model and seed: a fair comparison
+    splits = split_for(base, load_train(Path(base.data)))[:2]  # one split for every model and seed: fair
     results = []
     for name in names:
         histories, parameters = [], 0
@@ -98,7 +101,9 @@ def compare_models(
         plot_band(out / name / "loss_acc.png", name, histories)
         write_json(out / name / "metrics.json", result)
         results.append(result)
-    return results
+    made = provenance_command(Path(base.data))
+    command = f"{made} && {command}" if made else command
+    return write_table(out / "README.md", results, command, hardware(), str(torch.__version__))
 
 
 def write_table(path: Path, results: list[dict], command: str, hardware: str, torch_version: str) -> Path:
@@ -139,22 +144,3 @@ def hardware() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
     return f"{platform.processor() or platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores"
-
-
-def compare_report(
-    names: list[str],
-    seeds: int,
-    base: TrainConfig,
-    out: Path,
-    runs: Path,
-    command: str,
-    log: Callable[[str], None] = lambda message: None,
-    overwrite: bool = False,
-) -> Path:
-    """Compare the models on base.data and write OUT/README.md; returns its path."""
-    import torch
-
-    results = compare_models(names, seeds, base, load_train(Path(base.data)), out, runs, log, overwrite)
-    made = provenance_command(Path(base.data))
-    command = f"{made} && {command}" if made else command
-    return write_table(out / "README.md", results, command, hardware(), str(torch.__version__))

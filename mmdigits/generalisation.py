@@ -31,11 +31,13 @@ def run_matrix(
     n_train: int,
     n_test: int,
     runs: Path,
-    profiles: tuple[str, ...] = tuple(PROFILES),
+    out: Path | None = None,
     log: Callable[[str], None] = lambda message: None,
     overwrite: bool = False,
+    profiles: tuple[str, ...] = tuple(PROFILES),
 ) -> dict:
-    """{train profile: {model: {"train_seconds", test profile: {"overall", "conditions"}}}}."""
+    """{train profile: {model: {"train_seconds", test profile: {"overall", "conditions"}}}, and
+    "fusion_deficits"}; written to `out` (JSON) when given."""
     refuse_runs([runs / train_profile / name for train_profile in profiles for name in models], overwrite)
     device = pick_device(base.device)
     matrix: dict = {}
@@ -55,8 +57,12 @@ def run_matrix(
                 found = report(probabilities.argmax(dim=1).numpy(), test.labels, conditions)
                 cells[test_profile] = {"overall": found.overall, "conditions": found.conditions}
             matrix[train_profile][name] = cells
-    return {"train_pairs": n_train, "test_pairs": n_test, "epochs": base.epochs, "torch": str(torch.__version__),
-            "matrix": matrix}  # fmt: skip
+    figures = {"train_pairs": n_train, "test_pairs": n_test, "epochs": base.epochs, "torch": str(torch.__version__),
+               "matrix": matrix}  # fmt: skip
+    figures["fusion_deficits"] = fusion_deficits(figures)
+    if out is not None:
+        write_json(out, figures)
+    return figures
 
 
 def fusion_deficits(matrix: dict) -> list[str]:
@@ -80,20 +86,3 @@ def fusion_deficits(matrix: dict) -> list[str]:
                             f"{scores['accuracy']:.4f} < {best:.4f}"
                         )
     return found
-
-
-def matrix_report(
-    models: list[str],
-    base: TrainConfig,
-    n_train: int,
-    n_test: int,
-    runs: Path,
-    out: Path,
-    log: Callable[[str], None] = lambda message: None,
-    overwrite: bool = False,
-) -> dict:
-    """run_matrix, then its fusion deficits, written together to `out` (JSON)."""
-    figures = run_matrix(models, base, n_train, n_test, runs, log=log, overwrite=overwrite)
-    figures["fusion_deficits"] = fusion_deficits(figures)
-    write_json(out, figures)
-    return figures

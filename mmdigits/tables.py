@@ -103,8 +103,9 @@ def bench_table(figures: dict[str, Any], epochs: int) -> Table:
     return shown
 
 
-def matrix_tables(figures: dict[str, Any], train_pairs: int) -> list[Table]:
-    """One table per training profile: accuracy per test profile, overall and per condition."""
+def matrix_tables(figures: dict[str, Any], train_pairs: int) -> list[Any]:
+    """One table per training profile (accuracy per test profile, overall and per condition),
+    then where a fused model falls below the better unimodal baseline."""
     shown = []
     for train_profile, rows in figures["matrix"].items():
         first = next(iter(rows.values()))
@@ -122,7 +123,8 @@ def matrix_tables(figures: dict[str, Any], train_pairs: int) -> list[Table]:
                 values += [f"{cell['conditions'].get(c, {}).get('accuracy', float('nan')):.4f}" for c in conditions]
             made.add_row(name, *values)
         shown.append(made)
-    return shown
+    deficits = "; ".join(figures["fusion_deficits"]) or "nowhere"
+    return [*shown, f"fused below the better unimodal baseline: {deficits}"]
 
 
 def file_table(title: str, files: list[dict[str, str]]) -> Table:

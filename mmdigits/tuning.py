@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from mmdigits.artifacts import ensure_folder, pyplot, save_csv, save_figure, write_json
 from mmdigits.config import TrainConfig
 from mmdigits.data import load_train
@@ -140,7 +142,7 @@ def write_study(study: Any, base: TrainConfig, result: TuneResult) -> None:
     ]
     if not study.trials:
         return
-    result.files.append(save_csv(result.folder / "trials.csv", study.trials_dataframe()))
+    result.files.append(save_csv(result.folder / "trials.csv", trials_frame(study.trials)))
     complete = [trial for trial in finished if trial.state.name == "COMPLETE"]
     if not complete:
         return
@@ -149,6 +151,18 @@ def write_study(study: Any, base: TrainConfig, result: TuneResult) -> None:
     result.best = {key: value for key, value in config.items() if key not in MACHINE_FIELDS}
     result.files.append(write_json(result.folder / "best.json", result.best))
     result.files += plot_study(study, result.folder)
+
+
+def trials_frame(trials: list[Any]) -> pd.DataFrame:
+    """One row per trial with stable column names (Optuna's own frame renames its value column
+    after the metric): number, state, val_macro_f1, epochs (the last one reported), seconds, params."""
+    rows = []
+    for trial in trials:
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
+        row = {"number": trial.number, "state": trial.state.name, "val_macro_f1": trial.value}
+        row |= {"epochs": trial.last_step, "seconds": seconds}
+        rows.append(row | {f"params_{name}": value for name, value in trial.params.items()})
+    return pd.DataFrame(rows)
 
 
 def plot_study(study: Any, folder: Path) -> list[Path]:

@@ -30,8 +30,8 @@ def test_a_study_continues_and_its_best_config_retrains(tiny_data, tmp_path):
     assert len(trials) == 6 and trials["number"].tolist() == list(range(6))
     best = json.loads((study / "best.json").read_text())
     assert best["epochs"] == 1  # given on the command line: held fixed, not searched
-    assert trials["value"].max() == pytest.approx(
-        trials.loc[trials["params_lr"] == best["lr"], "value"].iloc[0]
+    assert trials["val_macro_f1"].max() == pytest.approx(
+        trials.loc[trials["params_lr"] == best["lr"], "val_macro_f1"].iloc[0]
     )  # best.json is the trial with the best validation macro-F1
     assert not {"data", "out", "device"} & set(best)  # where to train is not part of a recipe
     retrained = run_cli("train", "--data", tiny_data, "--config", study / "best.json", "--out", tmp_path / "run")
