@@ -49,6 +49,7 @@ class Tensors:
 class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
+    epochs: int = 0  # how many epochs the run trains, the automatic choice resolved
     stopped_early: bool = False
     calibration: dict[str, float] = field(default_factory=dict)  # temperature, val ECE before/after
 
@@ -225,7 +226,7 @@ def fit(
         model.fit_normalisation(train_tensors.image, train_tensors.audio)
     steps_per_epoch = len(batch_bounds(len(train), config.batch_size, dist.world))
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
-    result = FitResult()
+    result = FitResult(epochs=config.epochs)
     best_f1, start_epoch = -1.0, 1
     if resume is not None:
         result.history, result.best_epoch, best_f1, start_epoch = restore_training(resume, model, optimizer, scheduler)

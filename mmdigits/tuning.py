@@ -23,7 +23,8 @@ from mmdigits.models import model_arguments
 from mmdigits.runs import train_run
 from mmdigits.stopping import NEVER, RunStopped, StopRequest
 
-MACHINE_FIELDS = ("data", "out", "device")  # where and on what a run happens: not part of best.json
+# Where, on what and on how much of the data a run happens: the study's, not part of the recipe in best.json.
+MACHINE_FIELDS = ("data", "out", "device", "max_samples")
 
 
 def optuna_module() -> Any:
@@ -54,6 +55,13 @@ def suggest(trial: Any, model: str, fixed: set[str]) -> dict[str, Any]:
     if arguments.get("fusion") == "lowrank" and arguments.get("image") and arguments.get("audio"):
         space["rank"] = lambda: trial.suggest_int("rank", 1, 16, log=True)
     return {name: draw() for name, draw in space.items() if name not in fixed}
+
+
+def schedule_step(epoch: int, epochs: int) -> int:
+    """The share of its schedule a trial has trained, in whole tenths (0, 10, ..., 100): the step
+    the pruner compares trials at. By epoch, a one-cycle run of 30 epochs is still warming up at
+    epoch 4 where one of 10 epochs is nearly done, and the pruner would cut every long trial."""
+    return 10 * (10 * epoch // epochs)
 
 
 @dataclass
@@ -96,7 +104,7 @@ def run_tune(
             load_if_exists=True,
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=base.seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=3),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=30),  # steps: schedule_step
         )
     except Exception as error:  # SQLAlchemy and the database drivers raise many types; each means the same
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
@@ -110,8 +118,14 @@ def run_tune(
     def objective(trial: Any) -> float:
         config = replace(base, **suggest(trial, base.model, fixed), out=str(out / f"trial{trial.number}"))
 
-        def report(row: dict[str, float], _: Any) -> None:
-            trial.report(row["val_f1"], row["epoch"])
+        reported: set[int] = set()
+
+        def report(row: dict[str, float], fit: Any) -> None:
+            step = schedule_step(int(row["epoch"]), fit.epochs)
+            if step in reported:
+                return
+            reported.add(step)
+            trial.report(row["val_f1"], step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
@@ -155,12 +169,12 @@ def write_study(study: Any, base: TrainConfig, result: TuneResult) -> None:
 
 def trials_frame(trials: list[Any]) -> pd.DataFrame:
     """One row per trial with stable column names (Optuna's own frame renames its value column
-    after the metric): number, state, val_macro_f1, epochs (the last one reported), seconds, params."""
+    after the metric): number, state, val_macro_f1, trained_percent (of the trial's schedule), seconds, params."""
     rows = []
     for trial in trials:
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
         row = {"number": trial.number, "state": trial.state.name, "val_macro_f1": trial.value}
-        row |= {"epochs": trial.last_step, "seconds": seconds}
+        row |= {"trained_percent": trial.last_step, "seconds": seconds}
         rows.append(row | {f"params_{name}": value for name, value in trial.params.items()})
     return pd.DataFrame(rows)
 

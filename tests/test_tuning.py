@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from conftest import FAST_MODEL, run_cli
 
+from mmdigits.tuning import schedule_step
+
 pytest.importorskip("optuna")
 
 
@@ -33,7 +35,7 @@ def test_a_study_continues_and_its_best_config_retrains(tiny_data, tmp_path):
     assert trials["val_macro_f1"].max() == pytest.approx(
         trials.loc[trials["params_lr"] == best["lr"], "val_macro_f1"].iloc[0]
     )  # best.json is the trial with the best validation macro-F1
-    assert not {"data", "out", "device"} & set(best)  # where to train is not part of a recipe
+    assert not {"data", "out", "device", "max_samples"} & set(best)  # where and on how much: not the recipe
     retrained = run_cli("train", "--data", tiny_data, "--config", study / "best.json", "--out", tmp_path / "run")
     assert retrained.exit_code == 0, retrained.output
     used = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -76,3 +78,12 @@ def test_ctrl_c_ends_the_study_and_keeps_the_finished_trials(tiny_data, tmp_path
     assert "finished trials are kept" in message and "Traceback" not in message
     trials = pd.read_csv(study / "trials.csv")
     assert (trials["state"] == "COMPLETE").sum() >= 2 and (study / "best.json").is_file()
+
+
+def test_the_pruner_compares_trials_at_the_same_share_of_their_schedule():
+    """A 30-epoch one-cycle trial at epoch 3 is where a 10-epoch one is at epoch 1 (both still
+    warming up); comparing them by epoch number pruned every long trial of a real study."""
+    assert schedule_step(3, 30) == schedule_step(1, 10) == 10
+    assert schedule_step(15, 30) == schedule_step(5, 10) == 50
+    assert schedule_step(30, 30) == schedule_step(10, 10) == 100
+    assert [schedule_step(epoch, 25) for epoch in (1, 2, 3, 25)] == [0, 0, 10, 100]
