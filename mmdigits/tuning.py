@@ -92,6 +92,9 @@ def run_tune(
     optuna = optuna_module()
     if trials < 1 or jobs < 1:
         raise UsageError("--trials and --jobs must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    data = load_train(Path(base.data))  # a bad folder stops here, before any study is created
     out = out or Path("runs/tune") / base.model
     if storage is None:  # the default database lives in the study folder
         storage = f"sqlite:///{ensure_folder(out).joinpath('study.db').as_posix()}"
@@ -112,7 +115,6 @@ def run_tune(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks metric names experimental
         study.set_metric_names(["validation macro-F1"])  # the plots' axis label
-    data = load_train(Path(base.data))
     log(f"study '{study_name}' in {storage}: {len(study.trials)} earlier trials; {trials} more")
 
     def objective(trial: Any) -> float:

@@ -48,6 +48,25 @@ def test_a_bad_storage_url_is_one_line(tiny_data, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--trials", "0"], "--trials and --jobs must be at least 1"),
+        (["--timeout", "-5"], "--timeout must be a positive"),
+    ],
+)
+def test_bad_study_options_are_refused_before_anything_is_written(tiny_data, tmp_path, options, message):
+    result = run_cli("tune", "--data", tiny_data, "--model", FAST_MODEL, "--out", tmp_path / "study", *options)
+    assert result.exit_code == 2 and message in result.stderr
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_missing_data_folder_creates_no_study(tmp_path):
+    result = run_cli("tune", "--data", tmp_path / "nowhere", "--out", tmp_path / "study")
+    assert result.exit_code == 1 and "nowhere" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "study").exists()
+
+
 def test_without_the_extra_tune_names_it(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # what `import optuna` meets when it is not installed
     result = run_cli("tune", "--data", tiny_data, "--model", FAST_MODEL, "--out", tmp_path)
