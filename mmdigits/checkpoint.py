@@ -123,7 +123,7 @@ def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoin
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[MultimodalNet, dict[str, Any]]:
     """A checkpoint file -> (model on `device` in eval mode, its metadata)."""
     payload = load_checkpoint(path)
-    model = model_from_checkpoint(payload, path).to(device)
+    model = model_from_checkpoint(payload, path).to_device(device)
     return model, payload
 
 

@@ -1,7 +1,8 @@
 """Load and validate the competition files; grouped, stratified splits and folds.
 
-Arrays come back as float32: images (N, 28, 28) in [0, 1], audio (N, 39, 13) as [frame,
-coefficient] (the 507 vector is frames-major), labels (N,) int64. Every problem raises DataError
+Arrays come back as images (N, 28, 28) float32 in [0, 1], audio (N, 39, 13) as [frame,
+coefficient] (the 507 vector is frames-major; float64 when the file holds float64, as the
+competition's do, else float32), labels (N,) int64. Every problem raises DataError
 with one line naming the file and the problem, before any training starts.
 """
 
@@ -26,7 +27,7 @@ class Split:
     """One set of pairs; labels are None for an unlabelled test set."""
 
     image: np.ndarray  # (N, 28, 28) float32 in [0, 1]
-    audio: np.ndarray  # (N, 39, 13) float32
+    audio: np.ndarray  # (N, 39, 13) float64 or float32, as the file holds it
     labels: np.ndarray | None = None  # (N,) int64 in 0..9
 
     def __len__(self) -> int:
@@ -78,11 +79,12 @@ def as_images(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def as_audio(array: np.ndarray, path: Path) -> np.ndarray:
-    """(N, 507) or (N, 39, 13) -> (N, 39, 13) float32 [frame, coefficient]."""
+    """(N, 507) or (N, 39, 13) -> (N, 39, 13) [frame, coefficient], float64 kept, else float32."""
+    dtype = np.float64 if array.dtype == np.float64 else np.float32
     if array.ndim == 2 and array.shape[1] == 507:
-        return array.reshape(-1, *AUDIO_SHAPE).astype(np.float32)  # frames-major
+        return array.reshape(-1, *AUDIO_SHAPE).astype(dtype)  # frames-major
     if array.shape[1:] == AUDIO_SHAPE:
-        return array.astype(np.float32)
+        return array.astype(dtype)
     raise DataError(f"{path}: audio has shape {array.shape}; expected (N, 507) or (N, 39, 13)")
 
 

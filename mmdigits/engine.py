@@ -104,10 +104,13 @@ def training_loss(
 
 
 def batch_bounds(n_rows: int, batch_size: int, world: int) -> list[tuple[int, int]]:
-    """(start, stop) of every global batch that trains; one too small to give each rank two rows
-    (batch norm needs two) is skipped, the same way on every rank."""
-    bounds = [(start, min(start + batch_size, n_rows)) for start in range(0, n_rows, batch_size)]
-    return [(start, stop) for start, stop in bounds if stop - start >= 2 * world]
+    """(start, stop) of every global batch that trains: full batches only, so every step has the
+    same shape (what CUDA graphs and compiled kernels need); the rows left over are a different
+    random few each epoch. A set smaller than one batch trains as one batch, if that gives each
+    rank the two rows batch norm needs."""
+    if n_rows < batch_size:
+        return [(0, n_rows)] if n_rows >= 2 * world else []
+    return [(start, start + batch_size) for start in range(0, n_rows - batch_size + 1, batch_size)]
 
 
 def train_one_epoch(
@@ -187,11 +190,13 @@ def evaluate(
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, steps: int):
-    """AdamW (no decay on norms, biases, tokens) with a one-cycle schedule over all steps."""
+    """AdamW (no decay on norms, biases, tokens) with a one-cycle schedule over all steps; on CUDA
+    the fused kernel (one launch for every parameter instead of several per tensor)."""
     decay = [p for p in model.parameters() if p.dim() >= 2 and p.numel() > 1000]
     rest = [p for p in model.parameters() if not (p.dim() >= 2 and p.numel() > 1000)]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    fused = next(model.parameters()).is_cuda or None
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=fused)
     # A cycle of at least 10 steps: OneCycleLR divides by its warm-up length, which rounds to zero
     # for the few steps of a smoke test; such a run simply stops early in its cycle.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -219,7 +224,7 @@ def fit(
     config = config.resolved(len(train))  # the automatic batch size and epochs, if not given
     out = Path(config.out)
     bf16 = use_bf16(config.precision, device)
-    model.to(device)
+    model.to_device(device)
     train_tensors = Tensors.from_split(train, device)
     val_tensors = Tensors.from_split(val, device) if val is not None and len(val) else None
     if resume is None:

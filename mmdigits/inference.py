@@ -13,9 +13,13 @@ TTA_VIEWS = 8  # the plain input plus 7 small shifts/rotations of the image and 
 
 
 def as_tensor(values: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """float64 stays float64 (audio far from zero keeps its precision until the model's z-scores),
+    except on MPS, which has no float64; everything else becomes float32."""
+    float64 = values.dtype == (np.float64 if isinstance(values, np.ndarray) else torch.float64)
+    keep_float64 = float64 and device.type != "mps"
     if isinstance(values, np.ndarray):
-        values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
-    return values.to(device, non_blocking=True)
+        values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64 if keep_float64 else np.float32))
+    return values.to(device, dtype=torch.float64 if keep_float64 else torch.float32, non_blocking=True)
 
 
 @torch.inference_mode()

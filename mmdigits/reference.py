@@ -54,7 +54,7 @@ class ReferenceNet(nn.Module):
 
 def zscore(train: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean, std = train.mean(dim=0), train.std(dim=0) + 1e-8
-    return (train - mean) / std, (other - mean) / std
+    return ((train - mean) / std).float(), ((other - mean) / std).float()
 
 
 def train_reference(train: Split, val: Split, epochs: int, device: torch.device, seed: int = 0) -> dict[str, float]:

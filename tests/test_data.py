@@ -187,8 +187,8 @@ def test_valid_audio_is_accepted_in_its_own_units(rows, flat, data, tmp_path):
     path = tmp_path / "x_train_sp.npy"
     np.save(path, array)
     audio = as_audio(load_array(path), path)
-    assert audio.shape == (rows, 39, 13) and audio.dtype == np.float32
-    np.testing.assert_array_equal(audio, array.reshape(rows, 39, 13).astype(np.float32))  # frames-major, unscaled
+    assert audio.shape == (rows, 39, 13) and audio.dtype == np.float64  # the file's precision is kept
+    np.testing.assert_array_equal(audio, array.reshape(rows, 39, 13))  # frames-major, unscaled
 
 
 def test_split_groups_duplicate_audio_and_stratifies():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from conftest import FAST_MODEL, run_cli
@@ -9,6 +11,7 @@ from conftest import FAST_MODEL, run_cli
 from mmdigits import engine
 from mmdigits.config import TrainConfig
 from mmdigits.errors import TrainingDiverged
+from mmdigits.models import create_model
 from mmdigits.runs import train_run
 
 
@@ -47,7 +50,39 @@ def test_automatic_schedule_gives_small_data_enough_steps(pairs, batch, epochs):
     assert TrainConfig(batch_size=64, epochs=3).resolved(pairs) == TrainConfig(batch_size=64, epochs=3)
 
 
-def test_batches_skip_tiny_remainders_alike_on_every_rank():
-    assert engine.batch_bounds(10, 4, 1) == [(0, 4), (4, 8), (8, 10)]
-    assert engine.batch_bounds(9, 4, 1) == [(0, 4), (4, 8)]  # a lone row cannot train batch norm
-    assert engine.batch_bounds(10, 4, 2) == [(0, 4), (4, 8)]  # 2 rows cannot give 2 ranks 2 each
+def test_batches_have_one_shape_alike_on_every_rank():
+    assert engine.batch_bounds(10, 4, 1) == [(0, 4), (4, 8)]  # the remainder waits for the next shuffle
+    assert engine.batch_bounds(12, 4, 2) == [(0, 4), (4, 8), (8, 12)]
+    assert engine.batch_bounds(3, 4, 1) == [(0, 3)]  # smaller than a batch: one batch
+    assert engine.batch_bounds(3, 4, 2) == []  # 3 rows cannot give 2 ranks 2 each
+
+
+def test_an_epoch_waits_for_the_host_a_fixed_number_of_times(monkeypatch):
+    """No .item()/.cpu()/bool(tensor) per batch: the loss and accuracy stay on the device until
+    the epoch ends, so a GPU is never left idle waiting for the host between steps."""
+    calls: list[str] = []
+
+    def counted(name: str):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith("mmdigits"):
+                calls.append(name)
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    def host_waits(n_rows: int) -> int:
+        model = create_model(FAST_MODEL)
+        data = engine.Tensors(torch.rand(n_rows, 28, 28), torch.randn(n_rows, 39, 13), torch.arange(n_rows) % 10)
+        model.fit_normalisation(data.image, data.audio)
+        config = TrainConfig(model=FAST_MODEL, batch_size=16, epochs=1)
+        optimizer, scheduler = engine.make_optimizer(model, config, n_rows // 16)
+        calls.clear()
+        engine.train_one_epoch(model, optimizer, scheduler, data, config, 1, False)
+        return len(calls)
+
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, counted(name))
+    # 2 or 8 batches, the same waits: the pixel bounds (2) at the start, loss and accuracy (3) at the end
+    assert host_waits(32) == host_waits(128) <= 5

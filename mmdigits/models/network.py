@@ -62,8 +62,10 @@ class MultimodalNet(nn.Module):
             self.audio_aux = nn.Linear(embed_dim, 10)
         self.register_buffer("image_mean", torch.zeros(()))
         self.register_buffer("image_std", torch.ones(()))
-        self.register_buffer("audio_mean", torch.zeros(13))
-        self.register_buffer("audio_std", torch.ones(13))
+        # float64: audio in units far from its spread (x 0.01 + 3) keeps its precision until the
+        # z-scores, so the units of the files do not change what the model learns.
+        self.register_buffer("audio_mean", torch.zeros(13, dtype=torch.float64))
+        self.register_buffer("audio_std", torch.ones(13, dtype=torch.float64))
         self.register_buffer("temperature", torch.ones(()))  # fitted on validation after training
 
     @torch.no_grad()
@@ -71,6 +73,7 @@ class MultimodalNet(nn.Module):
         """Set the buffers from training-split tensors; return them as plain numbers."""
         self.image_mean.copy_(image.mean())
         self.image_std.copy_(image.std().clamp_min(1e-6))
+        audio = audio.to(self.audio_mean.dtype)
         self.audio_mean.copy_(audio.mean(dim=(0, 1)))
         self.audio_std.copy_(audio.std(dim=(0, 1)).clamp_min(1e-6))
         return self.normalisation()
@@ -84,10 +87,18 @@ class MultimodalNet(nn.Module):
         }
 
     def normalise(self, image: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs in the files' units -> z-scores with the training split's statistics."""
+        """Inputs in the files' units -> float32 z-scores with the training split's statistics
+        (the audio's computed in the statistics' float64 where the device has it)."""
         image = (image.view(-1, 28, 28) - self.image_mean) / self.image_std  # (B, 28, 28)
-        audio = (audio.view(-1, 39, 13) - self.audio_mean) / self.audio_std  # (B, 39, 13)
+        audio = audio.view(-1, 39, 13).to(self.audio_mean.dtype)
+        audio = ((audio - self.audio_mean) / self.audio_std).float()  # (B, 39, 13)
         return image, audio
+
+    def to_device(self, device: torch.device | str) -> MultimodalNet:
+        """`.to(device)`; Apple MPS has no float64, so there the audio statistics become float32."""
+        if torch.device(device).type == "mps":
+            self.audio_mean, self.audio_std = self.audio_mean.float(), self.audio_std.float()
+        return self.to(device)
 
     def pixel_bounds(self) -> tuple[float, float]:
         """The z-scores of a black (0) and a white (1) pixel: the images' documented range."""
