@@ -11,9 +11,10 @@ from typing import Any, get_type_hints
 from mmdigits.errors import UsageError
 
 DEFAULT_MODEL = "cnn_transformer_attention"
-AUTO_STEPS = 700  # optimiser steps the automatic schedule gives a small data set
+AUTO_STEPS = 2800  # optimiser steps the automatic schedule gives a small data set
 AUTO_EPOCHS = (15, 40)  # ... within these epochs
 AUTO_BATCH = (32, 256)  # batch sizes the automatic schedule picks from (powers of two)
+AUTO_STEPS_PER_EPOCH = 70  # ... the one nearest to this many steps an epoch
 
 
 def option(default: Any, help: str) -> Any:
@@ -29,8 +30,8 @@ class TrainConfig:
     data: str = option(".", "Folder with the competition's .npy/.csv files.")
     model: str = option(DEFAULT_MODEL, "Registered model name; see `mmdigits models`.")
     out: str = option("", "Run folder (default: runs/<model>).")
-    epochs: int = option(0, "Passes over the training split; 0: auto (700+ optimiser steps, 15-40 epochs).")
-    batch_size: int = option(0, "Pairs per optimisation step; 0: auto (about 35 steps an epoch, 32-256).")
+    epochs: int = option(0, "Passes over the training split; 0: auto (2,800+ optimiser steps, 15-40 epochs).")
+    batch_size: int = option(0, "Pairs per optimisation step; 0: auto (about 70 steps an epoch, 32-256).")
     lr: float = option(3e-3, "Peak learning rate of the one-cycle schedule (AdamW).")
     weight_decay: float = option(0.05, "AdamW weight decay.")
     label_smoothing: float = option(0.1, "Label smoothing of the loss.")
@@ -89,7 +90,9 @@ class TrainConfig:
         """Fill in the automatic batch size and epochs for `n_train` training pairs. Small data sets
         get smaller batches and more epochs, so 5,000 pairs train as many steps as they need and
         60,000 pairs keep batch 256 x 15 epochs."""
-        batch = self.batch_size or int(min(AUTO_BATCH[1], max(AUTO_BATCH[0], 2 ** round(math.log2(n_train / 35)))))
+        batch = self.batch_size or int(
+            min(AUTO_BATCH[1], max(AUTO_BATCH[0], 2 ** round(math.log2(n_train / AUTO_STEPS_PER_EPOCH))))
+        )
         steps_per_epoch = max(1, n_train // batch)
         epochs = self.epochs or min(AUTO_EPOCHS[1], max(AUTO_EPOCHS[0], math.ceil(AUTO_STEPS / steps_per_epoch)))
         return replace(self, batch_size=batch, epochs=epochs)

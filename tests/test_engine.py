@@ -42,7 +42,7 @@ def test_nan_loss_is_one_line_on_the_cli(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("pairs", "batch", "epochs"), [(160, 32, 40), (4480, 128, 20), (12800, 256, 15), (48000, 256, 15)]
+    ("pairs", "batch", "epochs"), [(160, 32, 40), (4480, 64, 40), (12800, 256, 40), (48000, 256, 15)]
 )
 def test_automatic_schedule_gives_small_data_enough_steps(pairs, batch, epochs):
     config = TrainConfig().resolved(pairs)
