@@ -13,7 +13,6 @@ from conftest import run_cli
 from mmdigits.calibration import fit_temperature
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split
-from mmdigits.evaluation import report
 from mmdigits.generalisation import fusion_deficits
 from mmdigits.inference import ensemble_probabilities
 from mmdigits.profiles import generate, make_dataset
@@ -89,16 +88,22 @@ def test_profiles_in_each_others_units_are_a_linear_map():
 def test_fused_model_never_below_the_better_single_modality_on_the_foreign_profile(tmp_path):
     """Per noise condition of the foreign profile's test set (unseen writers and voices), the
     flagship scores at least as well as the better of an image-only and an audio-only model
-    trained the same way, within 1.5 points (about 3 pairs of each condition's ~200)."""
-    train, test, conditions = generate("foreign", 2400, 800, seed=0)
-    scores = {}
+    trained the same way, within two standard errors of their paired difference (about 2.5 points
+    at ~750 pairs a condition): a fused model that leans on a ruined modality (issue 11 found one
+    at 48 % on pairs whose audio was clean) fails; rounding that differs with the thread count,
+    which moves these small, short runs by a point or two, does not."""
+    train, test, conditions = generate("foreign", 2400, 3000, seed=0)
+    correct = {}
     for model in ("cnn_transformer_attention", "cnn_image_only", "rnn_audio_only"):
         _, predictions = train_and_predict(train, test, model, tmp_path / model, epochs=8)
-        scores[model] = report(predictions, test.labels, conditions).conditions
+        correct[model] = predictions == test.labels
     for condition in CONDITIONS:
-        fused = scores["cnn_transformer_attention"][condition]["accuracy"]
-        best_single = max(scores[m][condition]["accuracy"] for m in ("cnn_image_only", "rnn_audio_only"))
-        assert fused >= best_single - 0.015, (condition, fused, best_single)
+        rows = conditions == condition
+        fused = correct["cnn_transformer_attention"][rows]
+        single = max((correct["cnn_image_only"][rows], correct["rnn_audio_only"][rows]), key=np.mean)
+        difference = fused.astype(float) - single
+        standard_error = difference.std(ddof=1) / np.sqrt(len(difference))
+        assert difference.mean() >= -2 * standard_error, (condition, fused.mean(), single.mean(), standard_error)
 
 
 def test_fusion_deficits_name_the_cell():
