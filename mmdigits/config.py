@@ -15,6 +15,9 @@ AUTO_STEPS = 2800  # optimiser steps the automatic schedule gives a small data s
 AUTO_EPOCHS = (15, 40)  # ... within these epochs
 AUTO_BATCH = (32, 256)  # batch sizes the automatic schedule picks from (powers of two)
 AUTO_STEPS_PER_EPOCH = 70  # ... the one nearest to this many steps an epoch
+AUTO_LR = 3e-3  # peak learning rate up to batch 256; larger batches scale it by sqrt(batch / 256)
+GPU_MAX_BATCH = 1024  # a GPU's step costs launches, not arithmetic: it may take batches this large ...
+GPU_MIN_STEPS_PER_EPOCH = 40  # ... while an epoch keeps at least this many steps
 
 
 def option(default: Any, help: str) -> Any:
@@ -31,8 +34,13 @@ class TrainConfig:
     model: str = option(DEFAULT_MODEL, "Registered model name; see `mmdigits models`.")
     out: str = option("", "Run folder (default: runs/<model>).")
     epochs: int = option(0, "Passes over the training split; 0: auto (2,800+ optimiser steps, 15-40 epochs).")
-    batch_size: int = option(0, "Pairs per optimisation step; 0: auto (about 70 steps an epoch, 32-256).")
-    lr: float = option(3e-3, "Peak learning rate of the one-cycle schedule (AdamW).")
+    batch_size: int = option(
+        0,
+        "Pairs per optimisation step; 0: auto (about 70 steps an epoch, 32-256; a GPU: up to 1024).",
+    )
+    lr: float = option(
+        0.0, "Peak learning rate of the one-cycle schedule (AdamW); 0: auto (3e-3 x sqrt(batch / 256), at least 3e-3)."
+    )
     weight_decay: float = option(0.05, "AdamW weight decay.")
     label_smoothing: float = option(0.1, "Label smoothing of the loss.")
     val_fraction: float = option(0.2, "Share held out for validation (0 trains on all).")
@@ -48,7 +56,7 @@ class TrainConfig:
     width: int = option(16, "Channels of the image CNN's first block (its width; the next two have 2x and 4x).")
     patience: int = option(0, "Stop after N epochs without a better val macro-F1; 0: never.")
     max_samples: int = option(0, "Use only the first N training rows (quick trials); 0: all.")
-    compile: bool = option(False, "torch.compile the model.")
+    compile: bool = option(False, "torch.compile the model (on one GPU with CUDA graphs).")
     deterministic: bool = option(False, "Deterministic kernels (GPU).")
 
     def __post_init__(self) -> None:
@@ -63,7 +71,7 @@ class TrainConfig:
         checks = [
             (self.epochs >= 0, "--epochs must be at least 1 (or 0: auto)"),
             (self.batch_size >= 0, "--batch-size must be at least 1 (or 0: auto)"),
-            (self.lr > 0, "--lr must be positive"),
+            (self.lr >= 0, "--lr must be positive (or 0: auto)"),
             (self.weight_decay >= 0, "--weight-decay must not be negative"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
@@ -86,16 +94,21 @@ class TrainConfig:
                 raise UsageError(message)
         return self
 
-    def resolved(self, n_train: int) -> TrainConfig:
-        """Fill in the automatic batch size and epochs for `n_train` training pairs. Small data sets
-        get smaller batches and more epochs, so 5,000 pairs train as many steps as they need and
-        60,000 pairs keep batch 256 x 15 epochs."""
+    def resolved(self, n_train: int, gpu: bool = False) -> TrainConfig:
+        """Fill in the automatic batch size, epochs and learning rate for `n_train` training pairs.
+        Small data sets get smaller batches and more epochs, so 5,000 pairs train as many steps as
+        they need and 60,000 pairs keep batch 256 x 15 epochs. On a GPU, where a step's cost is its
+        kernel launches, large sets take larger batches for the same epochs (48,000 pairs: 1024)."""
         batch = self.batch_size or int(
             min(AUTO_BATCH[1], max(AUTO_BATCH[0], 2 ** round(math.log2(n_train / AUTO_STEPS_PER_EPOCH))))
         )
         steps_per_epoch = max(1, n_train // batch)
         epochs = self.epochs or min(AUTO_EPOCHS[1], max(AUTO_EPOCHS[0], math.ceil(AUTO_STEPS / steps_per_epoch)))
-        return replace(self, batch_size=batch, epochs=epochs)
+        if gpu and not self.batch_size:
+            while batch < GPU_MAX_BATCH and n_train // (2 * batch) >= GPU_MIN_STEPS_PER_EPOCH:
+                batch *= 2
+        lr = self.lr or AUTO_LR * math.sqrt(max(1.0, batch / AUTO_BATCH[1]))
+        return replace(self, batch_size=batch, epochs=epochs, lr=lr)
 
     def model_overrides(self) -> dict[str, Any]:
         """Model arguments the CLI can change; they are stored in the checkpoint's model_kwargs."""

@@ -24,7 +24,7 @@ from mmdigits.config import TrainConfig
 from mmdigits.data import Split
 from mmdigits.errors import TrainingDiverged
 from mmdigits.inference import as_tensor, logits_for
-from mmdigits.metrics import confusion, expected_calibration_error, scores_from_confusion
+from mmdigits.metrics import expected_calibration_error, scores_from_confusion
 from mmdigits.models import MultimodalNet
 from mmdigits.runtime import SINGLE, Distributed, autocast, use_bf16
 from mmdigits.stopping import NEVER, RunStopped, StopRequest
@@ -139,9 +139,9 @@ def train_one_epoch(
     order_generator = torch.Generator(device=device).manual_seed(seed)
     order = torch.randperm(len(data.labels), generator=order_generator, device=device)
     generator = torch.Generator(device=device).manual_seed(seed + 7919 * (dist.rank + 1))
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = torch.zeros((), device=device, dtype=torch.long)
+    total_loss = torch.zeros((), device=device)  # float32 counts are exact up to 16 million pairs
+    correct = torch.zeros((), device=device)
+    seen = torch.zeros((), device=device)
     bounds = batch_bounds(len(order), config.batch_size, dist.world)
     runner = model if runner is None else runner
     pixel_bounds = model.pixel_bounds()
@@ -150,6 +150,8 @@ def train_one_epoch(
         image, audio = model.normalise(data.image[rows], data.audio[rows])  # buffers only: no gradient
         image, audio = augment_batch(image, audio, config, generator, pixel_bounds)
         labels = data.labels[rows]
+        if config.compile:
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs may be overwritten
         with autocast(device, bf16):
             logits, aux_logits = runner(image, audio, aux=True, normalised=True)
         loss = training_loss(logits, aux_logits, labels, config)
@@ -165,26 +167,27 @@ def train_one_epoch(
             on_batch(index + 1, len(bounds))
         if stop.requested and not dist.enabled:
             raise RunStopped(Path(config.out), stop.signal_name)
-    for total in (total_loss, correct, seen):
-        dist.all_sum(total)
-    mean_loss = (total_loss / seen).item()
+    loss_sum, correct_sum, seen_sum = dist.all_sum(torch.stack([total_loss, correct, seen])).tolist()
+    mean_loss = loss_sum / seen_sum  # one wait for the host per epoch
     if not math.isfinite(mean_loss):
         raise TrainingDiverged(f"training loss became {mean_loss} in epoch {epoch}; lower --lr (best checkpoint kept)")
-    return mean_loss, correct.item() / seen.item()
+    return mean_loss, correct_sum / seen_sum
 
 
 def evaluate(
     model: torch.nn.Module, data: Tensors, batch_size: int = 2048, bf16: bool = False, dist: Distributed = SINGLE
 ) -> dict[str, float]:
-    """Loss, accuracy and macro F1 on a labelled split, in eval mode. Under torchrun each rank
-    scores its shard, then confusion counts and loss sums are added so that every rank agrees."""
+    """Loss, accuracy and macro F1 on a labelled split, in eval mode. Confusion counts and the loss
+    sum stay on the device until one copy at the end; under torchrun each rank scores its shard and
+    the counts are added, so that every rank agrees."""
     model.eval()
     shard = slice(dist.rank, None, dist.world)
-    logits = logits_for(model, data.image[shard], data.audio[shard], data.image.device, batch_size, bf16)
-    labels = data.labels[shard].cpu()
-    counts = torch.from_numpy(confusion(logits.argmax(dim=1).numpy(), labels.numpy())).reshape(-1).double()
-    loss_sum = F.cross_entropy(logits, labels, reduction="sum").reshape(1).double()
-    totals = dist.all_sum(torch.cat([counts, loss_sum]).to(data.image.device)).cpu()
+    device = data.image.device
+    logits = logits_for(model, data.image[shard], data.audio[shard], device, batch_size, bf16, on_device=True)
+    labels = data.labels[shard]
+    counts = torch.bincount(labels * 10 + logits.argmax(dim=1), minlength=100).float()  # as metrics.confusion
+    loss_sum = F.cross_entropy(logits, labels, reduction="sum").reshape(1)
+    totals = dist.all_sum(torch.cat([counts, loss_sum])).cpu()
     scores = scores_from_confusion(totals[:-1].reshape(10, 10).numpy())
     return {"loss": totals[-1].item() / len(data.labels), **scores}
 
@@ -221,7 +224,7 @@ def fit(
     Under torchrun only rank 0 writes and calls on_epoch; every rank sees the same metrics, so
     early-stopping and divergence decisions agree without extra messages. A stop request raises
     RunStopped between batches, after last.pth of the last finished epoch is safely written."""
-    config = config.resolved(len(train))  # the automatic batch size and epochs, if not given
+    config = config.resolved(len(train), device.type == "cuda")  # the automatic schedule, if not given
     out = Path(config.out)
     bf16 = use_bf16(config.precision, device)
     model.to_device(device)
@@ -239,8 +242,8 @@ def fit(
     if dist.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         runner = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    if config.compile:
-        runner = torch.compile(runner)
+    if config.compile:  # on CUDA as CUDA graphs too: a step replays its kernels without launching each
+        runner = torch.compile(runner, mode="reduce-overhead" if device.type == "cuda" and not dist.enabled else None)
     for epoch in range(start_epoch, config.epochs + 1):
         if stop_agreed(stop, dist, device):
             raise RunStopped(out, stop.signal_name or "another rank")

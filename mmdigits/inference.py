@@ -24,16 +24,24 @@ def as_tensor(values: np.ndarray | torch.Tensor, device: torch.device) -> torch.
 
 @torch.inference_mode()
 def logits_for(
-    model: torch.nn.Module, image, audio, device: torch.device, batch_size: int = 2048, bf16: bool = False
+    model: torch.nn.Module,
+    image,
+    audio,
+    device: torch.device,
+    batch_size: int = 2048,
+    bf16: bool = False,
+    on_device: bool = False,
 ) -> torch.Tensor:
-    """(N, 10) float32 logits on the CPU; the model must already be on `device` in eval mode."""
+    """(N, 10) float32 logits, on the CPU unless `on_device` (then the host never waits for them);
+    the model must already be on `device` in eval mode."""
     chunks = []
     for start in range(0, len(image), batch_size):
         image_batch = as_tensor(image[start : start + batch_size], device)
         audio_batch = as_tensor(audio[start : start + batch_size], device)
         with autocast(device, bf16):
-            chunks.append(model(image_batch, audio_batch).float().cpu())
-    return torch.cat(chunks)
+            chunks.append(model(image_batch, audio_batch).float())
+    logits = torch.cat(chunks)
+    return logits if on_device else logits.cpu()
 
 
 @torch.inference_mode()

@@ -93,7 +93,7 @@ def train_run(
         )
     else:
         (train, val), n_groups = splits, 0
-    config = config.resolved(len(train))
+    config = config.resolved(len(train), device.type == "cuda")
     steps = len(batch_bounds(len(train), config.batch_size, dist.world))
     log(
         f"schedule: {config.epochs} epochs x {steps} steps of {config.batch_size} pairs = {config.epochs * steps} "
@@ -109,9 +109,11 @@ def train_run(
         ensure_folder(out)
         write_json(out / "config.json", config.to_dict())
 
+    history: list[dict[str, float]] = []  # the rows so far, for the curves when the run ends or stops
+
     def after_epoch(row: dict[str, float], result: FitResult) -> None:
         write_metrics_csv(out / "metrics.csv", result.history)
-        plot_curves(out / "loss_acc.png", result.history, f"{config.model}: training curves")
+        history[:] = result.history
         if on_epoch is not None:
             on_epoch(row, result)
 
@@ -126,6 +128,8 @@ def train_run(
         if dist.enabled:  # leave together: a rank that tears down its group while rank 0 still
             torch.distributed.barrier()  # writes the last files can abort (seen with Gloo)
     finally:
+        if history:  # drawn once, not every epoch: a plot costs more than a GPU epoch
+            plot_curves(out / "loss_acc.png", history, f"{config.model}: training curves")
         if dist.enabled:
             torch.distributed.destroy_process_group()
     return RunSummary(out, result, parameters, len(train), len(val) if val else 0, n_groups, dist.is_main)

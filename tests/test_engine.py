@@ -42,12 +42,17 @@ def test_nan_loss_is_one_line_on_the_cli(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("pairs", "batch", "epochs"), [(160, 32, 40), (4480, 64, 40), (12800, 256, 40), (48000, 256, 15)]
+    ("pairs", "batch", "epochs", "gpu_batch"),
+    [(160, 32, 40, 32), (4480, 64, 40, 64), (12800, 256, 40, 256), (24000, 256, 31, 512), (48000, 256, 15, 1024)],
 )
-def test_automatic_schedule_gives_small_data_enough_steps(pairs, batch, epochs):
+def test_automatic_schedule_gives_small_data_enough_steps(pairs, batch, epochs, gpu_batch):
     config = TrainConfig().resolved(pairs)
-    assert (config.batch_size, config.epochs) == (batch, epochs)
-    assert TrainConfig(batch_size=64, epochs=3).resolved(pairs) == TrainConfig(batch_size=64, epochs=3)
+    assert (config.batch_size, config.epochs, config.lr) == (batch, epochs, 3e-3)
+    on_gpu = TrainConfig().resolved(pairs, gpu=True)  # larger batches, the same epochs, lr x sqrt(batch / 256)
+    assert (on_gpu.batch_size, on_gpu.epochs) == (gpu_batch, epochs)
+    assert on_gpu.lr == pytest.approx(3e-3 * max(1, gpu_batch / 256) ** 0.5)
+    given = TrainConfig(batch_size=64, epochs=3, lr=1e-3)
+    assert given.resolved(pairs) == given.resolved(pairs, gpu=True) == given
 
 
 def test_batches_have_one_shape_alike_on_every_rank():

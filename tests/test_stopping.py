@@ -84,6 +84,7 @@ def test_a_signal_while_checkpointing_finishes_the_checkpoint_then_stops(tiny_da
     last = torch.load(tmp_path / "last.pth", weights_only=True)
     assert saves == ["best.pth", "last.pth"]  # both of epoch 1's checkpoints written, then stopped
     assert last["epoch"] == 1 and "optimizer" in last
+    assert (tmp_path / "loss_acc.png").is_file()  # the curves of the epochs that finished
 
 
 def test_the_second_signal_quits_at_once_and_handlers_are_restored():

@@ -65,7 +65,19 @@ def test_cv_rejects_one_fold(tiny_data, tmp_path):
 def test_bench_prints_side_by_side(tmp_path):
     out = tmp_path / "bench.json"
     result = run_cli(
-        "bench", "--models", FAST_MODEL, "--samples", "200", "--epochs", "1", "--device", "cpu", "--out", out
+        "bench",
+        "--models",
+        FAST_MODEL,
+        "--samples",
+        "200",
+        "--epochs",
+        "2",
+        "--reference-epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out,
     )
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
@@ -75,7 +87,9 @@ def test_bench_prints_side_by_side(tmp_path):
     assert rows[FAST_MODEL]["speedup"] == pytest.approx(
         rows[FAST_MODEL]["samples_per_s"] / rows["reference (competition solution)"]["samples_per_s"]
     )
-    assert "speed-up" in result.stdout
+    assert rows["reference (competition solution)"]["epochs"] == 1 and rows[FAST_MODEL]["epochs"] == 2
+    assert rows[FAST_MODEL]["fit_seconds"] > 0 and rows["reference (competition solution)"]["inference_per_s"] is None
+    assert "speed-up" in result.stdout and "warm-up s" in result.stdout
 
 
 def test_demo_runs_end_to_end(tmp_path):

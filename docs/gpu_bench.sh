@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU figures of docs/benchmarks.md in one go: wall time of `mmdigits train` at 60,000 pairs x
+# 20 epochs (the GPU recipe, today's CPU recipe, torch.compile, 1-GPU torchrun), test accuracy of
+# each, the GPU recipe against the CPU recipe on a foreign-profile set, then `mmdigits bench`.
+# Usage: bash docs/gpu_bench.sh OUT_DIR   (needs a CUDA GPU; every step is time-boxed)
+set -u
+out=${1:?usage: gpu_bench.sh OUT_DIR}
+mkdir -p "$out"
+work=${WORK:-/tmp/mmdigits-gpu}
+mkdir -p "$work"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+log=$out/log.txt summary=$out/summary.txt
+mm() { python3 -m mmdigits "$@"; }
+note() { echo "$*" | tee -a "$summary"; }
+
+# train NAME LIMIT DATA [train options...]: wall seconds of the whole command, then test accuracy
+train() {
+    local name=$1 limit=$2 data=$3
+    shift 3
+    local started rc wall_ms test_acc last
+    started=$(date +%s%N)
+    timeout "$limit" "${TRAIN[@]}" train --data "$data" --out "$work/$name" "$@" >>"$log" 2>&1
+    rc=$?
+    wall_ms=$((($(date +%s%N) - started) / 1000000))
+    test_acc=$(mm evaluate -c "$work/$name/best.pth" --data "$data" --labels "$data/y_test.csv" \
+        --out "$work/$name-eval" 2>>"$log" | grep -m1 -o 'accuracy [0-9.]*')
+    last=$(tail -n 1 "$work/$name/metrics.csv" 2>/dev/null)
+    note "$name rc=$rc wall=${wall_ms}ms test ${test_acc:-?} | last epoch: ${last:-?}"
+    cp "$work/$name/metrics.csv" "$work/metrics-$name.csv" 2>/dev/null
+}
+TRAIN=(python3 -m mmdigits)
+
+note "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1)"
+note "$(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)')"
+note "$(nproc) CPU cores"
+
+# Data: the shipped profile at the competition's size, a foreign profile at half of it.
+big=${PAIRS:-60000} epochs=${EPOCHS:-20} device=${DEVICE:-cuda}  # PAIRS=600 EPOCHS=1 DEVICE=cpu: a dry run
+mm data make --out "$work/S" --train "$big" --test $((big / 6)) >>"$log" 2>&1 &
+mm data make --out "$work/F" --profile foreign --train $((big / 2)) --test $((big / 12)) >>"$log" 2>&1 &
+wait
+note "data made"
+
+train gpu20 120 "$work/S" --epochs "$epochs"                                    # the GPU recipe (auto: 1024)
+train cpu20 150 "$work/S" --epochs "$epochs" --batch-size 256 --lr 3e-3        # the recipe the issue timed
+train gpu20_512 120 "$work/S" --epochs "$epochs" --batch-size 512           # half the GPU batch
+timeout 200 python3 -m mmdigits bench --device "$device" --samples "$big" --epochs "$epochs" --reference-epochs 3 \
+    --out "$out/bench.json" >>"$log" 2>&1
+note "bench rc=$?"
+train foreign_gpu 120 "$work/F"                                          # auto: 512 x 31 epochs
+train foreign_cpu 150 "$work/F" --batch-size 256 --lr 3e-3                # the CPU recipe, same epochs
+TRAIN=(torchrun --standalone --nproc-per-node=1 -m mmdigits)
+train torchrun20 120 "$work/S" --epochs "$epochs"
+TRAIN=(python3 -m mmdigits)
+train gpu_auto 100 "$work/S"                                             # auto: 1024 x 15
+train compile20 180 "$work/S" --epochs "$epochs" --compile                      # CUDA graphs, cold cache
+train compile20_warm 120 "$work/S" --epochs "$epochs" --compile                 # the compile cache warm
+tar -C "$work" -cf "$out/metrics.tar" $(cd "$work" && ls metrics-*.csv) 2>/dev/null
+cat "$summary"
