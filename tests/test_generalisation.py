@@ -48,6 +48,7 @@ def shipped_small():
     [
         pytest.param(lambda audio: audio * 0.01 + 3, id="x0.01+3"),
         pytest.param(lambda audio: audio * 100, id="x100"),
+        pytest.param(lambda audio: audio * 1e-9, id="x1e-9"),  # under an absolute floor on the spread
         pytest.param(lambda audio: (audio - audio.min()) / (audio.max() - audio.min()) * 2 - 1, id="minmax[-1,1]"),
     ],
 )

@@ -9,6 +9,14 @@ from mmdigits.models.encoders import AudioRNN, AudioTransformer, ImageCNN
 from mmdigits.models.fusion import FUSION_ALIASES, FUSIONS, SingleModality
 
 
+def spread(values: torch.Tensor, dim: tuple[int, ...] | None) -> torch.Tensor:
+    """Standard deviation floored at 1e-6 x the largest: a near-constant feature is not blown up,
+    and the floor moves with the units (audio x 1e-9 trains like audio); a constant input gets 1."""
+    std = values.std(dim=dim)
+    largest = std.max()
+    return std.clamp_min(1e-6 * largest) if largest > 0 else torch.ones_like(std)
+
+
 class MultimodalNet(nn.Module):
     """forward(image (B, 28, 28), audio (B, 39, 13)) -> logits (B, 10), inputs in the files' scale.
 
@@ -72,10 +80,10 @@ class MultimodalNet(nn.Module):
     def fit_normalisation(self, image: torch.Tensor, audio: torch.Tensor) -> dict[str, list[float] | float]:
         """Set the buffers from training-split tensors; return them as plain numbers."""
         self.image_mean.copy_(image.mean())
-        self.image_std.copy_(image.std().clamp_min(1e-6))
+        self.image_std.copy_(spread(image, dim=None))
         audio = audio.to(self.audio_mean.dtype)
         self.audio_mean.copy_(audio.mean(dim=(0, 1)))
-        self.audio_std.copy_(audio.std(dim=(0, 1)).clamp_min(1e-6))
+        self.audio_std.copy_(spread(audio, dim=(0, 1)))
         return self.normalisation()
 
     def normalisation(self) -> dict[str, list[float] | float]:
