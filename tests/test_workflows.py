@@ -92,6 +92,12 @@ def test_bench_prints_side_by_side(tmp_path):
     assert "speed-up" in result.stdout and "warm-up s" in result.stdout
 
 
+def test_bench_rejects_a_negative_reference_epochs(tmp_path):
+    result = run_cli("bench", "--samples", "200", "--reference-epochs", "-1", "--out", tmp_path / "bench.json")
+    assert result.exit_code == 2 and "--reference-epochs at least 0" in result.stderr
+    assert not (tmp_path / "bench.json").exists()
+
+
 def test_demo_runs_end_to_end(tmp_path):
     result = run_cli(
         "demo", "--out", tmp_path, "--train", "120", "--test", "30", "--epochs", "1", "--model", FAST_MODEL
