@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/benchmarks.md in one go: wall time of `mmdigits train` at 60,000 pairs x
-# 20 epochs (the GPU recipe, today's CPU recipe, torch.compile, 1-GPU torchrun), test accuracy of
-# each, the GPU recipe against the CPU recipe on a foreign-profile set, then `mmdigits bench`.
-# Usage: bash docs/gpu_bench.sh OUT_DIR   (needs a CUDA GPU; every step is time-boxed)
+# The GPU figures of docs/benchmarks.md in one go: wall time and test accuracy of `mmdigits train`
+# at 60,000 pairs x 20 epochs (the GPU recipe, the CPU recipe, --compile cold and warm, 1-GPU
+# torchrun), `mmdigits bench --device cuda`, then the GPU recipe against the CPU recipe on a
+# foreign-profile set, batch 512 and the automatic epochs.
+# Usage, in the repository's root: bash tools/gpu_bench.sh OUT_DIR   (a CUDA GPU; every step is time-boxed)
 set -u
 out=${1:?usage: gpu_bench.sh OUT_DIR}
 mkdir -p "$out"
