@@ -23,8 +23,10 @@ train() {
     timeout "$limit" "${TRAIN[@]}" train --data "$data" --out "$work/$name" "$@" >>"$log" 2>&1
     rc=$?
     wall_ms=$((($(date +%s%N) - started) / 1000000))
-    test_acc=$(mm evaluate -c "$work/$name/best.pth" --data "$data" --labels "$data/y_test.csv" \
-        --out "$work/$name-eval" 2>>"$log" | grep -m1 -o 'accuracy [0-9.]*')
+    mm evaluate -c "$work/$name/best.pth" --data "$data" --labels "$data/y_test.csv" --out "$work/$name-eval" \
+        >"$work/$name-eval.txt" 2>>"$log"
+    cat "$work/$name-eval.txt" >>"$log"  # the per-condition and per-digit tables
+    test_acc=$(grep -m1 -o 'accuracy [0-9.]*' "$work/$name-eval.txt")
     last=$(tail -n 1 "$work/$name/metrics.csv" 2>/dev/null)
     note "$name rc=$rc wall=${wall_ms}ms test ${test_acc:-?} | last epoch: ${last:-?}"
     cp "$work/$name/metrics.csv" "$work/metrics-$name.csv" 2>/dev/null
