@@ -15,7 +15,7 @@ import torch
 
 from mmdigits.artifacts import atomic_path
 from mmdigits.errors import CheckpointError
-from mmdigits.models import MultimodalNet, create_model
+from mmdigits.models import LEGACY_ARGUMENTS, MultimodalNet, create_model
 from mmdigits.runtime import pick_device
 
 FORMAT_VERSION = 1
@@ -112,7 +112,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint") -> MultimodalNet:
     """Rebuild the model the checkpoint describes, weights loaded, in eval mode."""
     try:
-        model = create_model(payload["model"], **payload["model_kwargs"])
+        model = create_model(payload["model"], **{**LEGACY_ARGUMENTS, **payload["model_kwargs"]})
         model.load_state_dict(with_temperature(payload["state_dict"]))
     except (RuntimeError, TypeError, KeyError) as error:
         reason = str(error).strip().splitlines()[0][:160]

@@ -148,3 +148,27 @@ def test_the_renamed_gated_fusion_loads_checkpoints_saved_as_product(tmp_path):
     image, audio = inputs()
     with torch.no_grad():
         assert torch.equal(loaded(image, audio), model.eval()(image, audio))
+
+
+def test_transformer_checkpoints_from_before_the_two_layer_stem_still_load(tmp_path):
+    """mmdigits 0.1 recorded only the registry's arguments and built a one-layer stem with CLS
+    pooling; such a checkpoint rebuilds that model, and a new one records every argument."""
+    torch.manual_seed(0)
+    old = create_model("cnn_transformer_attention", audio_stem_layers=1, audio_pool="cls_mean").eval()
+    recorded = {
+        "image": "cnn",
+        "audio": "transformer",
+        "fusion": "attention",
+        "expert_vote": True,
+        "rank": 4,
+        "width": 16,
+    }
+    payload = {"model": "cnn_transformer_attention", "model_kwargs": recorded, "state_dict": old.state_dict()}
+    save_checkpoint(tmp_path / "old.pth", payload)
+    loaded, _ = load_model(tmp_path / "old.pth")
+    image, audio = inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded(image, audio), old(image, audio))
+    new = create_model("cnn_transformer_attention")
+    assert (new.arguments["audio_stem_layers"], new.arguments["audio_pool"]) == (2, "mean_max")
+    assert sum(p.numel() for p in new.parameters()) != sum(p.numel() for p in old.parameters())

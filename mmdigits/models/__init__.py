@@ -2,6 +2,7 @@
 
 from mmdigits.models.network import MultimodalNet
 from mmdigits.models.registry import (
+    LEGACY_ARGUMENTS,
     MAIN_MODELS,
     create_model,
     describe_models,
@@ -13,6 +14,7 @@ from mmdigits.models.registry import (
 )
 
 __all__ = [
+    "LEGACY_ARGUMENTS",
     "MAIN_MODELS",
     "MultimodalNet",
     "create_model",

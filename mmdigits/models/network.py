@@ -36,6 +36,8 @@ class MultimodalNet(nn.Module):
         rnn_hidden: int = 96,
         d_model: int = 64,
         audio_layers: int = 2,
+        audio_stem_layers: int = 2,
+        audio_pool: str = "mean_max",
         heads: int = 4,
         rank: int = 4,
         expert_vote: bool = False,
@@ -46,7 +48,9 @@ class MultimodalNet(nn.Module):
         if audio == "rnn":
             self.audio_encoder = AudioRNN(rnn_hidden, embed_dim=embed_dim)
         elif audio == "transformer":
-            self.audio_encoder = AudioTransformer(d_model, heads, audio_layers, 2 * d_model, embed_dim)
+            self.audio_encoder = AudioTransformer(
+                d_model, heads, audio_layers, 2 * d_model, embed_dim, stem_layers=audio_stem_layers, pool=audio_pool
+            )
         else:
             self.audio_encoder = None
         if self.image_encoder is None or self.audio_encoder is None:

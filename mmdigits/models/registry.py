@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
@@ -14,6 +15,14 @@ _REGISTRY: dict[str, dict[str, Any]] = {}  # name -> MultimodalNet arguments
 AUDIO_ENCODERS = ("rnn", "transformer")
 ALIASES = {  # model names from before a fusion was renamed: their checkpoints still load
     f"cnn_{audio}_{old}": f"cnn_{audio}_{new}" for audio in AUDIO_ENCODERS for old, new in FUSION_ALIASES.items()
+}
+# Constructor arguments added with a new default: a checkpoint that does not record one was built
+# before it existed, the way these values build (the transformer's one-layer stem and CLS pooling).
+LEGACY_ARGUMENTS = {"audio_stem_layers": 1, "audio_pool": "cls_mean"}
+CONSTRUCTOR_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(MultimodalNet).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
 }
 
 
@@ -35,11 +44,13 @@ def list_models() -> list[str]:
 
 
 def model_arguments(name: str, **overrides: Any) -> dict[str, Any]:
-    """The full constructor arguments of a registered model, with overrides applied."""
+    """The full constructor arguments of a registered model, with overrides applied. Every
+    argument, defaults included, so a checkpoint records them all and a later change of a default
+    cannot change the model an old checkpoint rebuilds."""
     name = ALIASES.get(name, name)
     if name not in _REGISTRY:
         raise UsageError(f"unknown model '{name}'; choose one of: {', '.join(_REGISTRY)}")
-    return {**_REGISTRY[name], **overrides}
+    return {**CONSTRUCTOR_DEFAULTS, **_REGISTRY[name], **overrides}
 
 
 MAIN_MODELS = ["cnn_rnn_linear", "cnn_rnn_attention", "cnn_transformer_linear", "cnn_transformer_attention"]
