@@ -114,7 +114,7 @@ def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoin
     try:
         model = create_model(payload["model"], **{**LEGACY_ARGUMENTS, **payload["model_kwargs"]})
         model.load_state_dict(with_temperature(payload["state_dict"]))
-    except (RuntimeError, TypeError, KeyError) as error:
+    except (RuntimeError, TypeError, KeyError, ValueError) as error:
         reason = str(error).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path}: weights do not fit model '{payload['model']}' ({reason})") from None
     return model.eval()

@@ -92,6 +92,10 @@ def test_weights_that_do_not_fit_the_model(tmp_path):
     path = save_checkpoint(tmp_path / "mixed.pth", payload)
     with pytest.raises(CheckpointError, match="do not fit model 'cnn_transformer_attention'"):
         load_model(path)
+    payload["model_kwargs"] = {**payload["model_kwargs"], "audio_pool": "sideways"}  # an argument no model takes
+    path = save_checkpoint(tmp_path / "edited.pth", payload)
+    with pytest.raises(CheckpointError, match="pool must be mean_max or cls_mean"):
+        load_model(path)
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path):
