@@ -63,8 +63,9 @@ class AudioTransformer(nn.Module):
 
     The defaults were chosen on both data profiles (docs/benchmarks.md): a two-layer stem, no
     dropout inside the encoder (the input augmentation regularises; on CPU dropout's random masks
-    cost a third of its step) and mean+max pooling lift the audio-only model from 87.8 to 91.0 %
-    on the foreign profile (two seeds each). `stem_layers=1, pool="cls_mean"` rebuild checkpoints saved before."""
+    cost a fifth of its step) and mean+max pooling lift the audio-only model from 87.8 to 91.0 %
+    on the foreign profile (two seeds each). `stem_layers=1, pool="cls_mean"` is the encoder of
+    checkpoints saved before."""
 
     def __init__(
         self,
