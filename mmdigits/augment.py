@@ -102,6 +102,30 @@ def overlay(
     return audio + weight * partner
 
 
+def drown(
+    audio: torch.Tensor, share: float, weights: tuple[float, float], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Mix `share` of the clips toward noise that carries no digit, with a weight in `weights`:
+    babble (four other clips of the batch, each with its frames shuffled, averaged) or a stationary
+    random spectrum that fluctuates from frame to frame. Noise at or below 0 dB SNR leaves MFCCs
+    like these; trained on them, the audio head learns to abstain and the image decides the pair."""
+    batch, frames, coeffs = audio.shape
+    device = audio.device
+
+    def uniform(size: tuple[int, ...]) -> torch.Tensor:
+        return torch.rand(size, generator=generator, device=device)
+
+    others = (torch.arange(batch, device=device).view(-1, 1) + 1 + (uniform((batch, 4)) * (batch - 1)).long()) % batch
+    order = uniform((batch, 4, frames)).argsort(dim=2).unsqueeze(-1).expand(-1, -1, -1, coeffs)
+    babble = torch.gather(audio[others], 2, order).mean(dim=1)  # (B, frames, coeffs)
+    spectrum = torch.randn(batch, 1, coeffs, generator=generator, device=device)
+    stationary = spectrum + 0.5 * torch.randn(audio.shape, generator=generator, device=device)
+    noise = torch.where(uniform((batch, 1, 1)) < 0.5, babble, stationary)
+    low, high = weights
+    weight = (uniform((batch, 1, 1)) * (high - low) + low) * (uniform((batch, 1, 1)) < share)
+    return (1 - weight) * audio + weight * noise
+
+
 def occlude(
     image: torch.Tensor,
     min_side: int,

@@ -77,6 +77,7 @@ def augment_batch(
         image = torch.where(torch.rand(batch, 1, 1, generator=generator, device=device) < 0.3, blotted, image)
         audio = augment.mask_blocks(augment.shift_frames(audio, 3, generator), 6, 2, generator)
         audio = augment.overlay(audio, 0.25, (0.2, 0.7), generator)  # another talker underneath
+        audio = augment.drown(audio, 0.2, (0.5, 1.0), generator)  # lost in noise: the image must decide
         # Half the pairs get noise of a random strength, independently per modality.
         image_std = torch.rand(batch, generator=generator, device=device) * config.image_noise
         image_std *= torch.rand(batch, generator=generator, device=device) < 0.5

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import FAST_MODEL, run_cli
 
-from mmdigits import engine
+from mmdigits import augment, engine
 from mmdigits.config import TrainConfig
 from mmdigits.errors import TrainingDiverged
 from mmdigits.models import create_model
@@ -91,3 +91,17 @@ def test_an_epoch_waits_for_the_host_a_fixed_number_of_times(monkeypatch):
         monkeypatch.setattr(torch.Tensor, name, counted(name))
     # 2 or 8 batches, the same waits: the pixel bounds (2) at the start, loss and accuracy (3) at the end
     assert host_waits(32) == host_waits(128) <= 5
+
+
+def test_a_drowned_clip_keeps_nothing_of_its_own():
+    """At full weight a drowned clip is noise made of other clips or of none, in the data's own
+    spread: changing the clip does not change what it becomes, so nothing of its digit is left for
+    the audio head to learn from but "abstain". At share 0 every clip is left as it was."""
+    audio = torch.randn(16, 39, 13)
+    changed = audio.clone()
+    changed[0] = 5.0
+    drowned = augment.drown(audio, 1.0, (1.0, 1.0), torch.Generator().manual_seed(0))
+    again = augment.drown(changed, 1.0, (1.0, 1.0), torch.Generator().manual_seed(0))
+    assert torch.equal(drowned[0], again[0])
+    assert 0.3 < drowned.std().item() < 1.5
+    assert torch.equal(augment.drown(audio, 0.0, (0.5, 1.0), torch.Generator().manual_seed(0)), audio)
