@@ -38,6 +38,7 @@ def train_args(data, out):
         "fp32",
         "--seed",
         "0",
+        "--no-augment",  # augmentation draws per-rank streams: two short runs would differ by their draws
         "--out",
         str(out),
     ]
