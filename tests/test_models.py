@@ -152,9 +152,12 @@ def test_the_renamed_gated_fusion_loads_checkpoints_saved_as_product(tmp_path):
 
 def test_transformer_checkpoints_from_before_the_two_layer_stem_still_load(tmp_path):
     """mmdigits 0.1 recorded only the registry's arguments and built a one-layer stem with CLS
-    pooling; such a checkpoint rebuilds that model, and a new one records every argument."""
+    pooling and an image CNN that normalised before pooling; such a checkpoint rebuilds that model,
+    and a new one records every argument."""
     torch.manual_seed(0)
-    old = create_model("cnn_transformer_attention", audio_stem_layers=1, audio_pool="cls_mean").eval()
+    old = create_model(
+        "cnn_transformer_attention", audio_stem_layers=1, audio_pool="cls_mean", image_pool_first=False
+    ).eval()
     recorded = {
         "image": "cnn",
         "audio": "transformer",
@@ -171,4 +174,5 @@ def test_transformer_checkpoints_from_before_the_two_layer_stem_still_load(tmp_p
         assert torch.equal(loaded(image, audio), old(image, audio))
     new = create_model("cnn_transformer_attention")
     assert (new.arguments["audio_stem_layers"], new.arguments["audio_pool"]) == (2, "mean_max")
+    assert new.arguments["image_pool_first"] and isinstance(new.image_encoder.features[1], torch.nn.MaxPool2d)
     assert sum(p.numel() for p in new.parameters()) != sum(p.numel() for p in old.parameters())

@@ -9,22 +9,31 @@ from torch import nn
 
 
 class ImageCNN(nn.Module):
-    """Three conv blocks with batch norm: (B, 28, 28) -> 16 patch tokens (4x4) and an embedding."""
+    """Three conv blocks with batch norm: (B, 28, 28) -> 16 patch tokens (4x4) and an embedding.
+
+    `pool_first` max-pools each pooling block's convolution before its batch norm and ReLU, so they
+    run on a quarter of the values (ReLU and max commute; the norm's statistics are the pooled
+    map's), and the blocks run channels-last, the layout oneDNN's convolutions use: together 35 %
+    less time for this encoder's training step on 2 CPU cores (docs/benchmarks.md).
+    `pool_first=False` is the encoder of checkpoints saved before."""
 
     token_count = 16  # 4x4 patches of the 7x7 feature map
 
-    def __init__(self, width: int = 16, embed_dim: int = 128, dropout: float = 0.1) -> None:
+    def __init__(self, width: int = 16, embed_dim: int = 128, dropout: float = 0.1, pool_first: bool = True) -> None:
         super().__init__()
 
         def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
-            layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+            if pool and pool_first:
+                return [conv, nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            layers = [conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
             return layers + ([nn.MaxPool2d(2)] if pool else [])
 
         self.features = nn.Sequential(
             *block(1, width, pool=True),  # (B, w, 14, 14)
             *block(width, 2 * width, pool=True),  # (B, 2w, 7, 7)
             *block(2 * width, 4 * width, pool=False),  # (B, 4w, 7, 7)
-        )
+        ).to(memory_format=torch.channels_last)
         self.token_dim = 4 * width
         self.project = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width * 49, embed_dim), nn.ReLU(inplace=True)
@@ -32,7 +41,8 @@ class ImageCNN(nn.Module):
         self.embed_dim = embed_dim
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feature_map = self.features(image.unsqueeze(1))  # (B, 4w, 7, 7)
+        pixels = image.unsqueeze(1).contiguous(memory_format=torch.channels_last)  # (B, 1, 28, 28)
+        feature_map = self.features(pixels)  # (B, 4w, 7, 7)
         # 4x4 patch tokens (each ~7x7 pixels) keep attention fusion cheap on a CPU
         patches = F.avg_pool2d(feature_map, 2, ceil_mode=True)  # (B, 4w, 4, 4)
         tokens = patches.flatten(2).transpose(1, 2)  # (B, 16, 4w)

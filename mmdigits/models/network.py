@@ -30,6 +30,7 @@ class MultimodalNet(nn.Module):
         audio: str | None = "transformer",
         fusion: str = "attention",
         width: int = 16,
+        image_pool_first: bool = True,
         embed_dim: int = 128,
         hidden: int = 128,
         dropout: float = 0.2,
@@ -44,7 +45,7 @@ class MultimodalNet(nn.Module):
     ) -> None:
         super().__init__()
         self.expert_vote = expert_vote
-        self.image_encoder = ImageCNN(width, embed_dim) if image == "cnn" else None
+        self.image_encoder = ImageCNN(width, embed_dim, pool_first=image_pool_first) if image == "cnn" else None
         if audio == "rnn":
             self.audio_encoder = AudioRNN(rnn_hidden, embed_dim=embed_dim)
         elif audio == "transformer":

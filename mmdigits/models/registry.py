@@ -17,8 +17,9 @@ ALIASES = {  # model names from before a fusion was renamed: their checkpoints s
     f"cnn_{audio}_{old}": f"cnn_{audio}_{new}" for audio in AUDIO_ENCODERS for old, new in FUSION_ALIASES.items()
 }
 # Constructor arguments added with a new default: a checkpoint that does not record one was built
-# before it existed, the way these values build (the transformer's one-layer stem and CLS pooling).
-LEGACY_ARGUMENTS = {"audio_stem_layers": 1, "audio_pool": "cls_mean"}
+# before it existed, the way these values build (the transformer's one-layer stem and CLS pooling;
+# the image CNN's norm before its pooling).
+LEGACY_ARGUMENTS = {"audio_stem_layers": 1, "audio_pool": "cls_mean", "image_pool_first": False}
 CONSTRUCTOR_DEFAULTS = {
     name: parameter.default
     for name, parameter in inspect.signature(MultimodalNet).parameters.items()
