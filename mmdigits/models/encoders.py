@@ -13,7 +13,7 @@ class ImageCNN(nn.Module):
 
     `pool_first` max-pools each pooling block's convolution before its batch norm and ReLU, so they
     run on a quarter of the values (ReLU and max commute; the norm's statistics are the pooled
-    map's), and the blocks run channels-last, the layout oneDNN's convolutions use: together 35 %
+    map's), and the blocks run channels-last, the layout oneDNN's convolutions use: together a third
     less time for this encoder's training step on 2 CPU cores (docs/benchmarks.md).
     `pool_first=False` is the encoder of checkpoints saved before."""
 
