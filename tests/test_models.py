@@ -176,3 +176,19 @@ def test_transformer_checkpoints_from_before_the_two_layer_stem_still_load(tmp_p
     assert (new.arguments["audio_stem_layers"], new.arguments["audio_pool"]) == (2, "mean_max")
     assert new.arguments["image_pool_first"] and isinstance(new.image_encoder.features[1], torch.nn.MaxPool2d)
     assert sum(p.numel() for p in new.parameters()) != sum(p.numel() for p in old.parameters())
+
+
+def test_checkpoints_from_before_the_pool_first_cnn_still_load(tmp_path):
+    """Checkpoints saved before `image_pool_first` existed record every other argument; they
+    rebuild the CNN that normalised before pooling, with the same outputs."""
+    torch.manual_seed(0)
+    old = create_model("cnn_rnn_linear", image_pool_first=False).eval()
+    recorded = {key: value for key, value in old.arguments.items() if key != "image_pool_first"}
+    save_checkpoint(
+        tmp_path / "old.pth", {"model": "cnn_rnn_linear", "model_kwargs": recorded, "state_dict": old.state_dict()}
+    )
+    loaded, _ = load_model(tmp_path / "old.pth")
+    image, audio = inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded(image, audio), old(image, audio))
+    assert loaded.arguments["image_pool_first"] is False
