@@ -51,7 +51,7 @@ class FitResult:
     best_epoch: int = 0
     epochs: int = 0  # how many epochs the run trains, the automatic choice resolved
     stopped_early: bool = False
-    calibration: dict[str, float] = field(default_factory=dict)  # temperature, val ECE before/after
+    calibration: dict[str, float] = field(default_factory=dict)  # temperature, val ECE and NLL before/after
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -289,7 +289,9 @@ def stop_agreed(stop: StopRequest, dist: Distributed, device: torch.device) -> b
 
 def calibrate_best(path: Path, model: MultimodalNet, val: Tensors, bf16: bool) -> dict[str, float]:
     """Fit the temperature of the best checkpoint on the validation split and store it there;
-    `model` is left holding the best weights. Returns the temperature and the ECE before/after."""
+    `model` is left holding the best weights. Returns the temperature, the ECE before/after (what
+    users read) and the negative log-likelihood before/after (what the fit lowers: on a small
+    validation split the binned ECE can rise while the likelihood improves)."""
     payload = load_checkpoint(path)
     model.load_state_dict(payload["state_dict"])
     model.temperature.fill_(1.0)
@@ -302,6 +304,8 @@ def calibrate_best(path: Path, model: MultimodalNet, val: Tensors, bf16: bool) -
         "temperature": temperature,
         "val_ece_before": expected_calibration_error(F.softmax(logits, 1).numpy(), labels.numpy()),
         "val_ece_after": expected_calibration_error(F.softmax(logits / temperature, 1).numpy(), labels.numpy()),
+        "val_nll_before": F.cross_entropy(logits.double(), labels).item(),
+        "val_nll_after": F.cross_entropy(logits.double() / temperature, labels).item(),
     }
     save_checkpoint(path, payload | {"state_dict": model.state_dict(), "calibration": found})
     return found

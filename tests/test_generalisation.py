@@ -129,9 +129,15 @@ def test_temperature_is_recovered_from_overconfident_logits():
 
 
 def test_training_stores_a_calibrated_temperature(trained_run):
+    """The temperature the model applies is the stored one, and it lowers the validation split's
+    negative log-likelihood (what the fit guarantees; the binned ECE of a one-epoch run on tiny
+    data can go either way, so it is reported, not asserted)."""
     payload = torch.load(trained_run / "best.pth", weights_only=True)
-    assert payload["calibration"]["temperature"] == pytest.approx(payload["state_dict"]["temperature"].item())
-    assert payload["calibration"]["val_ece_after"] <= payload["calibration"]["val_ece_before"] + 1e-9
+    found = payload["calibration"]
+    assert found["temperature"] == pytest.approx(payload["state_dict"]["temperature"].item())
+    assert found["temperature"] != 1.0
+    assert found["val_nll_after"] <= found["val_nll_before"] + 1e-9
+    assert 0 <= found["val_ece_after"] <= 1 and 0 <= found["val_ece_before"] <= 1
 
 
 def test_data_check_reports_units_overlap_and_errors(tmp_path, tiny_data):
