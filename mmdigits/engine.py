@@ -64,10 +64,13 @@ def augment_batch(
     config: TrainConfig,
     generator: torch.Generator,
     pixel_bounds: tuple[float, float],
+    bimodal: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Writer- and speaker-style variation, per-modality noise and modality dropout, all on
     normalised inputs: a strength of 1 is one spread of the feature, a fill of 0 its average.
-    Only pixels are clipped, to `pixel_bounds` (the z-scores of 0 and 1); MFCCs have no range."""
+    Only pixels are clipped, to `pixel_bounds` (the z-scores of 0 and 1); MFCCs have no range.
+    Modality dropout only where the model reads both (`bimodal`): blanking a unimodal baseline's
+    one input would teach it nothing but the label prior and make the baseline weaker than it is."""
     batch = len(image)
     device = image.device
     if config.augment:
@@ -85,7 +88,7 @@ def augment_batch(
         audio_std *= torch.rand(batch, generator=generator, device=device) < 0.5
         image = augment.add_noise(image, image_std, generator, bounds=pixel_bounds)
         audio = augment.add_noise(audio, audio_std, generator)
-    if config.modality_dropout > 0:  # the dropped modality becomes its average input
+    if bimodal and config.modality_dropout > 0:  # the dropped modality becomes its average input
         dropped = torch.rand(batch, generator=generator, device=device) < config.modality_dropout
         image_side = torch.rand(batch, generator=generator, device=device) < 0.5
         image = image * ~(dropped & image_side).view(-1, 1, 1)
@@ -149,7 +152,7 @@ def train_one_epoch(
     for index, (first, end) in enumerate(bounds):
         rows = order[first:end][dist.rank :: dist.world]
         image, audio = model.normalise(data.image[rows], data.audio[rows])  # buffers only: no gradient
-        image, audio = augment_batch(image, audio, config, generator, pixel_bounds)
+        image, audio = augment_batch(image, audio, config, generator, pixel_bounds, model.bimodal)
         labels = data.labels[rows]
         if config.compile:
             torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs may be overwritten

@@ -105,3 +105,26 @@ def test_a_drowned_clip_keeps_nothing_of_its_own():
     assert torch.equal(drowned[0], again[0])
     assert 0.3 < drowned.std().item() < 1.5
     assert torch.equal(augment.drown(audio, 0.0, (0.5, 1.0), torch.Generator().manual_seed(0)), audio)
+
+
+@pytest.mark.parametrize(("name", "blanked_rows_expected"), [("cnn_image_only", False), (FAST_MODEL, True)])
+def test_modality_dropout_blanks_only_a_model_that_reads_both(name, blanked_rows_expected):
+    """A blanked input is the average one (all zeros in z-scores). A unimodal baseline never gets
+    its only input blanked: that would make it weaker than it is, and fusion look better."""
+    model = create_model(name)
+    data = engine.Tensors(torch.rand(64, 28, 28), torch.randn(64, 39, 13), torch.arange(64) % 10)
+    model.fit_normalisation(data.image, data.audio)
+    config = TrainConfig(model=name, batch_size=64, epochs=1, augment=False, modality_dropout=0.9)
+    optimizer, scheduler = engine.make_optimizer(model, config, 1)
+    seen: list[torch.Tensor] = []
+    forward = model.forward
+
+    def recording(image, audio, **kwargs):
+        seen.append(torch.cat([image.flatten(1), audio.flatten(1)], dim=1))
+        return forward(image, audio, **kwargs)
+
+    model.forward = recording
+    engine.train_one_epoch(model, optimizer, scheduler, data, config, 1, False)
+    image_blank = (seen[0][:, :784] == 0).all(dim=1)
+    audio_blank = (seen[0][:, 784:] == 0).all(dim=1)
+    assert bool((image_blank | audio_blank).any()) is blanked_rows_expected

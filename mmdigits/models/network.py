@@ -54,7 +54,7 @@ class MultimodalNet(nn.Module):
             )
         else:
             self.audio_encoder = None
-        if self.image_encoder is None or self.audio_encoder is None:
+        if not self.bimodal:
             self.fusion = SingleModality(embed_dim, dropout)
         else:
             self.fusion = FUSIONS[FUSION_ALIASES.get(fusion, fusion)](
@@ -68,7 +68,7 @@ class MultimodalNet(nn.Module):
                 heads=heads,
                 rank=rank,
             )
-        if self.image_encoder is not None and self.audio_encoder is not None:
+        if self.bimodal:
             # Per-modality heads trained beside the fused one (deep supervision): every encoder has
             # to learn on its own, so the fused model cannot lean greedily on the easier modality.
             self.image_aux = nn.Linear(embed_dim, 10)
@@ -113,6 +113,11 @@ class MultimodalNet(nn.Module):
             self.audio_mean, self.audio_std = self.audio_mean.float(), self.audio_std.float()
         return self.to(device)
 
+    @property
+    def bimodal(self) -> bool:
+        """Whether the model reads both modalities (the unimodal baselines read one)."""
+        return self.image_encoder is not None and self.audio_encoder is not None
+
     def pixel_bounds(self) -> tuple[float, float]:
         """The z-scores of a black (0) and a white (1) pixel: the images' documented range."""
         mean, std = self.image_mean.item(), self.image_std.item()
@@ -138,7 +143,7 @@ class MultimodalNet(nn.Module):
         """Logits (B, 10); with aux=True also the per-modality heads' logits for the training loss.
         normalised=True: the inputs are already z-scores (training augments in those units)."""
         image_embedding, audio_embedding, _, logits = self._fuse(image, audio, normalised)
-        heads = [self.image_aux(image_embedding), self.audio_aux(audio_embedding)] if hasattr(self, "image_aux") else []
+        heads = [self.image_aux(image_embedding), self.audio_aux(audio_embedding)] if self.bimodal else []
         if self.expert_vote and heads:
             # Product of experts: each modality's own head adds its log-odds, so a modality whose
             # input is ruined (a flat head) loses its say, and the fused head corrects the rest.
