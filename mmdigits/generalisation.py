@@ -8,9 +8,11 @@ train and test alike; writers, voices and noise are what must travel.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mmdigits.artifacts import write_json
@@ -53,9 +55,14 @@ def run_matrix(
             model, _ = load_model(runs / train_profile / name / "best.pth", device)
             cells = {"train_seconds": sum(row["seconds"] for row in summary.result.history)}
             for test_profile, (test, conditions) in tests.items():
-                probabilities = ensemble_probabilities([model], test.image, test.audio, device)
-                found = report(probabilities.argmax(dim=1).numpy(), test.labels, conditions)
-                cells[test_profile] = {"overall": found.overall, "conditions": found.conditions}
+                predictions = ensemble_probabilities([model], test.image, test.audio, device).argmax(dim=1).numpy()
+                found = report(predictions, test.labels, conditions)
+                wrong = predictions != test.labels
+                by_condition = {
+                    condition: {**scores, "wrong": np.flatnonzero(wrong & (conditions == condition)).tolist()}
+                    for condition, scores in found.conditions.items()
+                }
+                cells[test_profile] = {"overall": found.overall, "conditions": by_condition}
             matrix[train_profile][name] = cells
     figures = {"train_pairs": n_train, "test_pairs": n_test, "epochs": base.epochs, "torch": str(torch.__version__),
                "matrix": matrix}  # fmt: skip
@@ -66,23 +73,41 @@ def run_matrix(
 
 
 def fusion_deficits(matrix: dict) -> list[str]:
-    """Cells where a fused model scores below the better unimodal baseline on a condition."""
+    """Cells where a fused model scores below the better unimodal baseline on a condition. Where the
+    cells list their wrong test rows, each deficit says how many pairs only one of the two gets
+    right and the exact McNemar p-value of that split: a deficit of a pair or two in a few hundred
+    is what two equally good models show by chance (p near 1); p < 0.05 is one to act on."""
     found = []
     for train_profile, rows in matrix["matrix"].items():
-        baselines = [rows[name] for name in UNIMODAL if name in rows]
+        baselines = [name for name in UNIMODAL if name in rows]
         if len(baselines) < 2:
             continue
         for name, cells in rows.items():
-            if name in UNIMODAL:
-                continue
-            for test_profile in PROFILES:
-                if test_profile not in cells:
-                    continue
-                for condition, scores in cells[test_profile]["conditions"].items():
-                    best = max(base[test_profile]["conditions"][condition]["accuracy"] for base in baselines)
-                    if scores["accuracy"] < best:
+            for test_profile in PROFILES if name not in UNIMODAL else ():
+                for condition, fused in cells.get(test_profile, {}).get("conditions", {}).items():
+                    base = max(baselines, key=lambda b: rows[b][test_profile]["conditions"][condition]["accuracy"])
+                    best = rows[base][test_profile]["conditions"][condition]
+                    if fused["accuracy"] < best["accuracy"]:
+                        where = f"{name} trained on {train_profile}, {test_profile}/{condition}"
                         found.append(
-                            f"{name} trained on {train_profile}, {test_profile}/{condition}: "
-                            f"{scores['accuracy']:.4f} < {best:.4f}"
+                            f"{where}: {fused['accuracy']:.4f} < {best['accuracy']:.4f}{paired(fused, best, base)}"
                         )
     return found
+
+
+def paired(fused: dict, best: dict, base: str) -> str:
+    """' (b pairs only BASE gets right, c only the fused model; p = ...)' from the cells' wrong rows."""
+    if "wrong" not in fused or "wrong" not in best:
+        return ""  # a matrix.json from before the rows were recorded
+    only_base = len(set(fused["wrong"]) - set(best["wrong"]))
+    only_fused = len(set(best["wrong"]) - set(fused["wrong"]))
+    p = mcnemar_exact(only_base, only_fused)
+    return f" ({only_base} pairs only {base} gets right, {only_fused} only the fused model; p = {p:.2f})"
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar test: the chance of a split at least this uneven of the pairs that
+    two classifiers disagree on, if either were as likely to be the one right."""
+    disagreements = only_a + only_b
+    tail = sum(math.comb(disagreements, k) for k in range(min(only_a, only_b) + 1)) / 2**disagreements
+    return min(1.0, 2 * tail)

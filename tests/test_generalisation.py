@@ -107,18 +107,25 @@ def test_fused_model_never_below_the_better_single_modality_on_the_foreign_profi
         assert difference.mean() >= -2 * standard_error, (condition, fused.mean(), single.mean(), standard_error)
 
 
-def test_fusion_deficits_name_the_cell():
-    cell = {"foreign": {"conditions": {"clean": {"accuracy": 0.9}}}}
-    matrix = {
-        "matrix": {
-            "foreign": {
-                "cnn_rnn_linear": {"foreign": {"conditions": {"clean": {"accuracy": 0.8}}}},
-                "cnn_image_only": cell,
-                "rnn_audio_only": cell,
-            }
-        }
-    }
-    assert fusion_deficits(matrix) == ["cnn_rnn_linear trained on foreign, foreign/clean: 0.8000 < 0.9000"]
+def test_fusion_deficits_name_the_cell_and_how_likely_chance_made_it():
+    """A cell below the better baseline is named; with the wrong test rows recorded, so are the pairs
+    only one of the two gets right and the exact McNemar p-value of that split."""
+
+    def cell(accuracy, wrong=None):
+        scores = {"accuracy": accuracy} | ({"wrong": wrong} if wrong is not None else {})
+        return {"foreign": {"conditions": {"clean": scores}}}
+
+    def matrix(fused, image, audio):
+        return {"matrix": {"foreign": {"cnn_rnn_linear": fused, "cnn_image_only": image, "rnn_audio_only": audio}}}
+
+    where = "cnn_rnn_linear trained on foreign, foreign/clean"
+    assert fusion_deficits(matrix(cell(0.8), cell(0.9), cell(0.5))) == [f"{where}: 0.8000 < 0.9000"]
+    assert fusion_deficits(matrix(cell(0.9), cell(0.9), cell(0.5))) == []
+    # 10 rows: the fused model misses 1-9, the image-only model 0 and 9: 8 pairs against 1
+    found = fusion_deficits(matrix(cell(0.1, list(range(1, 10))), cell(0.8, [0, 9]), cell(0.5, [])))
+    assert found == [
+        f"{where}: 0.1000 < 0.8000 (8 pairs only cnn_image_only gets right, 1 only the fused model; p = 0.04)"
+    ]
 
 
 def test_temperature_is_recovered_from_overconfident_logits():
@@ -172,4 +179,6 @@ def test_matrix_command_prints_and_writes_every_cell(tmp_path):
         for test_profile in ("shipped", "foreign"):
             cell = figures["matrix"][train_profile]["cnn_rnn_linear"][test_profile]
             assert set(cell["conditions"]) == set(CONDITIONS)
+            for scores in cell["conditions"].values():  # the wrong rows the deficits' paired counts use
+                assert len(scores["wrong"]) == round((1 - scores["accuracy"]) * scores["n"])
     assert "trained on foreign" in result.stdout and "fused below the better unimodal baseline" in result.stdout
