@@ -83,7 +83,9 @@ def fusion_deficits(matrix: dict) -> list[str]:
         if len(baselines) < 2:
             continue
         for name, cells in rows.items():
-            for test_profile in PROFILES if name not in UNIMODAL else ():
+            if name in UNIMODAL:
+                continue
+            for test_profile in PROFILES:
                 for condition, fused in cells.get(test_profile, {}).get("conditions", {}).items():
                     base = max(baselines, key=lambda b: rows[b][test_profile]["conditions"][condition]["accuracy"])
                     best = rows[base][test_profile]["conditions"][condition]
