@@ -152,7 +152,13 @@ class MultimodalNet(nn.Module):
         return (logits, heads) if aux else logits
 
     def embed(self, image: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The image, audio and fused embeddings (a unimodal model has no embedding for the other)."""
+        """The image, audio and fused embeddings (a unimodal model has no embedding for the other).
+        The fused one is the vector the logits are a linear function of: with the expert vote, the
+        fusion's own vector beside both modality embeddings, since all three heads' logits are
+        added. The fusion's vector alone is only the residual its head corrects the experts with,
+        and its t-SNE map and k-means clusters separate the digits worse than either modality."""
         image_embedding, audio_embedding, fused, _ = self._fuse(image, audio)
+        if self.expert_vote and self.bimodal:
+            fused = torch.cat([fused, image_embedding, audio_embedding], dim=1)
         found = {"image": image_embedding, "audio": audio_embedding, "fused": fused}
         return {name: value for name, value in found.items() if value is not None}
