@@ -78,6 +78,7 @@ def augment_batch(
         image = augment.random_affine(image, generator, degrees=10, scale=0.1, shear=0.15, shift=0.08, fill=background)
         blotted = augment.occlude(image, 4, 12, generator, bounds=pixel_bounds)  # a blot hides part of the digit
         image = torch.where(torch.rand(batch, 1, 1, generator=generator, device=device) < 0.3, blotted, image)
+        image = augment.stroke_width(image, 0.4, generator)  # other pens: bolder or thinner strokes
         audio = augment.mask_blocks(augment.shift_frames(audio, 3, generator), 6, 2, generator)
         audio = augment.overlay(audio, 0.25, (0.2, 0.7), generator)  # another talker underneath
         audio = augment.drown(audio, 0.2, (0.5, 1.0), generator)  # lost in noise: the image must decide

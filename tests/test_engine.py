@@ -107,6 +107,20 @@ def test_a_drowned_clip_keeps_nothing_of_its_own():
     assert torch.equal(augment.drown(audio, 0.0, (0.5, 1.0), torch.Generator().manual_seed(0)), audio)
 
 
+def test_stroke_width_makes_every_chosen_digit_bolder_or_thinner_within_its_range():
+    """In z-score units (background -0.5, ink 2.5) every image chosen gets bolder everywhere or
+    thinner everywhere, both kinds occur, nothing leaves the image's range; share 0 changes nothing."""
+    image = torch.full((64, 28, 28), -0.5)
+    image[:, 8:20, 12:15] = 2.5  # a vertical stroke three pixels wide
+    image[:, 14, 12:15] = 1.0  # with a fainter pixel row across it
+    changed = augment.stroke_width(image, 1.0, torch.Generator().manual_seed(0))
+    bolder = (changed >= image).all(dim=(1, 2)) & (changed > image).any(dim=(1, 2))
+    thinner = (changed <= image).all(dim=(1, 2)) & (changed < image).any(dim=(1, 2))
+    assert (bolder | thinner).all() and bolder.sum() > 16 and thinner.sum() > 16
+    assert changed.min() >= -0.5 and changed.max() <= 2.5
+    assert torch.equal(augment.stroke_width(image, 0.0, torch.Generator().manual_seed(0)), image)
+
+
 @pytest.mark.parametrize(("name", "blanked_rows_expected"), [("cnn_image_only", False), (FAST_MODEL, True)])
 def test_modality_dropout_blanks_only_a_model_that_reads_both(name, blanked_rows_expected):
     """A blanked input is the average one (all zeros in z-scores). A unimodal baseline never gets
