@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mmdigits.errors import UsageError
 
@@ -47,10 +49,18 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return supported
 
 
-def autocast(device: torch.device, bf16: bool) -> AbstractContextManager:
+@contextmanager
+def autocast(device: torch.device, bf16: bool) -> Iterator[None]:
+    """bf16 autocast where `bf16`. On CPU attention then takes the plain-matmul kernel: torch's
+    fused CPU attention in bf16 spends 27 ms on the backward of one batch of 256 x 20 tokens that
+    the matmuls do in 3 (docs/benchmarks.md), half of the flagship's training step."""
     if not bf16:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16), ExitStack() as stack:
+        if device.type == "cpu":
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        yield
 
 
 def configure(device: torch.device, deterministic: bool = False) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import FAST_MODEL, run_cli
 
-from mmdigits import augment, engine
+from mmdigits import augment, engine, runtime
 from mmdigits.config import TrainConfig
 from mmdigits.errors import TrainingDiverged
 from mmdigits.models import create_model
@@ -119,6 +119,24 @@ def test_stroke_width_makes_every_chosen_digit_bolder_or_thinner_within_its_rang
     assert (bolder | thinner).all() and bolder.sum() > 16 and thinner.sum() > 16
     assert changed.min() >= -0.5 and changed.max() <= 2.5
     assert torch.equal(augment.stroke_width(image, 0.0, torch.Generator().manual_seed(0)), image)
+
+
+def test_grey_dilation_is_the_3x3_max_pool_at_every_pixel_edges_included():
+    image = torch.randn(8, 28, 28)
+    pooled = torch.nn.functional.max_pool2d(image.unsqueeze(1), 3, stride=1, padding=1).squeeze(1)
+    assert torch.equal(augment.grey_dilate(image), pooled)
+
+
+def test_bf16_training_on_cpu_takes_the_matmul_attention_not_the_slow_fused_kernel():
+    """torch's fused CPU attention is 10x slower than plain matmuls in bf16 (docs/benchmarks.md);
+    the training autocast must steer attention away from it, and leave fp32 alone."""
+    q = torch.randn(4, 2, 20, 16, requires_grad=True)
+    with runtime.autocast(torch.device("cpu"), bf16=True):
+        attended = torch.nn.functional.scaled_dot_product_attention(q.bfloat16(), q.bfloat16(), q.bfloat16())
+    assert "Flash" not in type(attended.grad_fn).__name__
+    with runtime.autocast(torch.device("cpu"), bf16=False):
+        attended = torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    assert "Flash" in type(attended.grad_fn).__name__
 
 
 @pytest.mark.parametrize(("name", "blanked_rows_expected"), [("cnn_image_only", False), (FAST_MODEL, True)])
