@@ -24,6 +24,8 @@ from mmdigits.reference import train_reference
 from mmdigits.runtime import configure, pick_device, use_bf16
 
 REFERENCE = "reference (competition solution)"
+StepOptions = dict[str, bool]  # how our models' steps run: TrainConfig's compile and cuda_graph
+NO_OPTIONS: StepOptions = {}
 TARGET_ACCURACY = 0.99  # time-to-accuracy: training seconds until validation reaches this
 
 
@@ -68,13 +70,13 @@ def speed_figures(n_train: int, history: list[dict[str, float]]) -> dict[str, fl
 
 
 def bench_model(
-    name: str, train: Split, val: Split, epochs: int, device: torch.device, seed: int, compile: bool = False
+    name: str, train: Split, val: Split, epochs: int, device: torch.device, seed: int, step: StepOptions = NO_OPTIONS
 ) -> dict[str, float | None]:
     """Train `name` with the default recipe for `epochs`; time training and inference."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with tempfile.TemporaryDirectory() as out:
-        config = TrainConfig(model=name, epochs=epochs, seed=seed, out=out, device=str(device), compile=compile)
+        config = TrainConfig(model=name, epochs=epochs, seed=seed, out=out, device=str(device), **step)
         torch.manual_seed(seed)
         model = create_model(name)
         started = time.perf_counter()
@@ -108,7 +110,7 @@ def run_bench(
     epochs: int,
     device: torch.device,
     seed: int = 0,
-    compile: bool = False,
+    step: StepOptions = NO_OPTIONS,
     reference_epochs: int = 0,
     log: Callable[[str], None] = lambda message: None,
 ) -> dict:
@@ -120,7 +122,7 @@ def run_bench(
     rows = {REFERENCE: bench_reference(train, val, reference_epochs, device, seed)}
     for name in models:
         log(f"{name}: {epochs} epochs")
-        rows[name] = bench_model(name, train, val, epochs, device, seed, compile)
+        rows[name] = bench_model(name, train, val, epochs, device, seed, step)
     for row in rows.values():
         row["speedup"] = row["samples_per_s"] / rows[REFERENCE]["samples_per_s"]
     return {
@@ -131,6 +133,7 @@ def run_bench(
         "train_pairs": len(train),
         "val_pairs": len(val),
         "epochs": epochs,
+        "step_options": {name: value for name, value in step.items() if value},  # compile, cuda_graph
         "target_accuracy": TARGET_ACCURACY,
         "rows": rows,
     }
@@ -141,7 +144,7 @@ def bench_generated(
     samples: int,
     epochs: int,
     device_name: str,
-    compile: bool,
+    step: StepOptions,
     out: Path,
     reference_epochs: int = 0,
     log: Callable[[str], None] = lambda message: None,
@@ -152,8 +155,9 @@ def bench_generated(
     if samples < 100 or epochs < 1 or reference_epochs < 0:
         raise UsageError("--samples must be at least 100, --epochs at least 1 and --reference-epochs at least 0")
     device = pick_device(device_name)
+    TrainConfig(**step).validate().check_place(device.type, distributed=False)
     log(f"generating {samples} + {samples // 6} pairs...")
     train, val, _ = generate(samples, max(samples // 6, 10), seed=0)
-    figures = run_bench(models, train, val, epochs, device, 0, compile, reference_epochs, log)
+    figures = run_bench(models, train, val, epochs, device, 0, step, reference_epochs, log)
     write_json(out, figures)
     return figures

@@ -205,14 +205,18 @@ def bench(
     compile: Annotated[
         bool, typer.Option("--compile", help="torch.compile our models (CUDA graphs on a GPU).")
     ] = False,
+    cuda_graph: Annotated[
+        bool, typer.Option("--cuda-graph", help="Record our models' training step as one CUDA graph (one GPU).")
+    ] = False,
     reference_epochs: Annotated[
         int, typer.Option(help="Epochs of the reference loop; 0: as --epochs (its speed is steady after one).")
     ] = 0,
     out: Annotated[Path, typer.Option(help="JSON file for the figures.")] = Path("bench.json"),
 ) -> None:
     """Training/inference speed of our models beside the competition's reference loop, same run."""
+    step = {"compile": compile, "cuda_graph": cuda_graph}
     figures = lib.bench.bench_generated(
-        lib.models.parse_models(models), samples, epochs, device, compile, out, reference_epochs, console.print
+        lib.models.parse_models(models), samples, epochs, device, step, out, reference_epochs, console.print
     )
     show(tables.bench_table(figures), f"wrote {out}")
 

@@ -57,6 +57,9 @@ class TrainConfig:
     patience: int = option(0, "Stop after N epochs without a better val macro-F1; 0: never.")
     max_samples: int = option(0, "Use only the first N training rows (quick trials); 0: all.")
     compile: bool = option(False, "torch.compile the model (on one GPU with CUDA graphs).")
+    cuda_graph: bool = option(
+        False, "Record the whole training step once as a CUDA graph and replay it (one CUDA GPU; not yet timed on one)."
+    )
     deterministic: bool = option(False, "Deterministic kernels (GPU).")
 
     def __post_init__(self) -> None:
@@ -88,11 +91,18 @@ class TrainConfig:
                 "--device must be auto, cpu, cuda, cuda:N or mps",
             ),
             (self.precision in ("auto", "fp32", "bf16"), "--precision must be auto, fp32 or bf16"),
+            (not (self.cuda_graph and self.compile), "--cuda-graph and --compile both record CUDA graphs: choose one"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
         return self
+
+    def check_place(self, device_type: str, distributed: bool) -> None:
+        """Raise UsageError for an option the run's device or launch cannot honour."""
+        if self.cuda_graph and (device_type != "cuda" or distributed):
+            where = "under torchrun" if distributed else f"on {device_type}"
+            raise UsageError(f"--cuda-graph records the training step on one CUDA GPU; this run is {where}")
 
     def resolved(self, n_train: int, gpu: bool = False) -> TrainConfig:
         """Fill in the automatic batch size, epochs and learning rate for `n_train` training pairs.

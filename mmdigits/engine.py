@@ -22,11 +22,11 @@ from mmdigits.calibration import fit_temperature
 from mmdigits.checkpoint import load_checkpoint, restore_training, resume_state, save_checkpoint, training_payload
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split
-from mmdigits.errors import TrainingDiverged
+from mmdigits.errors import TrainingDiverged, UsageError
 from mmdigits.inference import as_tensor, logits_for
 from mmdigits.metrics import expected_calibration_error, scores_from_confusion
 from mmdigits.models import MultimodalNet
-from mmdigits.runtime import SINGLE, Distributed, autocast, use_bf16
+from mmdigits.runtime import SINGLE, Distributed, autocast, capture_cuda_graph, side_stream, use_bf16
 from mmdigits.stopping import NEVER, RunStopped, StopRequest
 
 
@@ -118,61 +118,112 @@ def batch_bounds(n_rows: int, batch_size: int, world: int) -> list[tuple[int, in
     return [(start, start + batch_size) for start in range(0, n_rows - batch_size + 1, batch_size)]
 
 
+class TrainStep:
+    """One optimisation step on a batch of fixed shape: gather its rows, normalise, augment,
+    forward, loss, backward, AdamW, and add its loss and hits to totals kept on the device.
+
+    Nothing in it waits for the host or changes shape, so with `capture` (one CUDA GPU,
+    --cuda-graph) the step is recorded once as a CUDA graph after a few ordinary steps, and every
+    later step is one copy of its row indices and one replay instead of about 560 kernel launches.
+    `runner` is `model` wrapped for DDP or torch.compile, if it is; `model` gives the statistics."""
+
+    warm_up_steps = 3  # ordinary steps before recording: lazy initialisation, cuDNN's autotuning
+
+    def __init__(
+        self,
+        model: MultimodalNet,
+        optimizer: torch.optim.Optimizer,
+        data: Tensors,
+        config: TrainConfig,
+        bf16: bool,
+        dist: Distributed = SINGLE,
+        runner: torch.nn.Module | None = None,
+        capture: Callable[[Callable[[], None], torch.Generator], Callable[[], None]] | None = None,
+    ) -> None:
+        self.model, self.optimizer, self.data, self.config = model, optimizer, data, config
+        self.bf16, self.dist = bf16, dist
+        self.runner = model if runner is None else runner
+        self.device = data.image.device
+        self.generator = torch.Generator(device=self.device)  # augmentation; one object, so a graph can hold it
+        self.totals = torch.zeros(3, device=self.device)  # loss sum, hits, pairs: exact in float32 to 16M pairs
+        self.pixel_bounds = model.pixel_bounds()  # fixed with the normalisation, before training
+        self.capture = capture
+        if capture is not None:  # a graph reads the learning rate where the schedule writes it, in place
+            for group in optimizer.param_groups:
+                group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
+        self.rows: torch.Tensor | None = None  # the recorded step's row indices
+        self.replay: Callable[[], None] | None = None
+        self.steps = 0
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Seed this epoch's dropout and augmentation streams (per rank) and zero the totals."""
+        seed = epoch_seed(self.config.seed, epoch)
+        torch.manual_seed(seed + self.dist.rank)  # dropout
+        self.generator.manual_seed(seed + 7919 * (self.dist.rank + 1))
+        self.totals.zero_()
+
+    def __call__(self, rows: torch.Tensor) -> None:
+        self.steps += 1
+        if self.replay is not None:
+            self.rows.copy_(rows)
+            self.replay()
+        elif self.capture is None or self.steps <= self.warm_up_steps:
+            with side_stream(self.device, enabled=self.capture is not None):
+                self.run(rows)
+        else:  # recording runs nothing: replay it once for this step
+            self.rows = rows.clone()
+            try:
+                self.replay = self.capture(lambda: self.run(self.rows), self.generator)
+            except RuntimeError as error:
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise UsageError(f"--cuda-graph: recording the step failed ({reason}); train without it") from error
+            self.replay()
+
+    def run(self, rows: torch.Tensor) -> None:
+        model, config = self.model, self.config
+        image, audio = model.normalise(self.data.image[rows], self.data.audio[rows])  # buffers only: no gradient
+        image, audio = augment_batch(image, audio, config, self.generator, self.pixel_bounds, model.bimodal)
+        labels = self.data.labels[rows]
+        if config.compile:
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs may be overwritten
+        with autocast(self.device, self.bf16, cache=self.capture is None):
+            logits, aux_logits = self.runner(image, audio, aux=True, normalised=True)
+        loss = training_loss(logits, aux_logits, labels, config)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        # Accuracy from the training forward pass itself: no second pass over the training set.
+        self.totals[0] += loss.detach() * len(rows)
+        self.totals[1] += (logits.argmax(dim=1) == labels).sum()
+        self.totals[2] += len(rows)
+
+
 def train_one_epoch(
-    model: MultimodalNet,
-    optimizer: torch.optim.Optimizer,
+    step: TrainStep,
     scheduler: Any,
-    data: Tensors,
-    config: TrainConfig,
     epoch: int,
-    bf16: bool,
     on_batch: Callable[[int, int], None] | None = None,
-    dist: Distributed = SINGLE,
-    runner: torch.nn.Module | None = None,
     stop: StopRequest = NEVER,
 ) -> tuple[float, float]:
     """One pass over shuffled training rows; returns (mean loss, accuracy) of the training batches.
-    `runner` is `model` wrapped for DDP or torch.compile, if it is; `model` gives the statistics.
 
     --batch-size is the global batch: under torchrun each rank takes its share of every batch of
     one shuffle that all ranks agree on; augmentation and dropout draw per-rank streams. A stop
     request ends a single process's epoch after the current batch (torchrun ranks agree per epoch)."""
-    model.train()
-    device = data.image.device
-    seed = epoch_seed(config.seed, epoch)
-    torch.manual_seed(seed + dist.rank)  # dropout
-    order_generator = torch.Generator(device=device).manual_seed(seed)
-    order = torch.randperm(len(data.labels), generator=order_generator, device=device)
-    generator = torch.Generator(device=device).manual_seed(seed + 7919 * (dist.rank + 1))
-    total_loss = torch.zeros((), device=device)  # float32 counts are exact up to 16 million pairs
-    correct = torch.zeros((), device=device)
-    seen = torch.zeros((), device=device)
+    step.model.train()
+    dist, config, device = step.dist, step.config, step.device
+    step.begin_epoch(epoch)
+    order_generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
+    order = torch.randperm(len(step.data.labels), generator=order_generator, device=device)
     bounds = batch_bounds(len(order), config.batch_size, dist.world)
-    runner = model if runner is None else runner
-    pixel_bounds = model.pixel_bounds()
     for index, (first, end) in enumerate(bounds):
-        rows = order[first:end][dist.rank :: dist.world]
-        image, audio = model.normalise(data.image[rows], data.audio[rows])  # buffers only: no gradient
-        image, audio = augment_batch(image, audio, config, generator, pixel_bounds, model.bimodal)
-        labels = data.labels[rows]
-        if config.compile:
-            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs may be overwritten
-        with autocast(device, bf16):
-            logits, aux_logits = runner(image, audio, aux=True, normalised=True)
-        loss = training_loss(logits, aux_logits, labels, config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        step(order[first:end][dist.rank :: dist.world])
         scheduler.step()
-        # Accuracy from the training forward pass itself: no second pass over the training set.
-        total_loss += loss.detach() * len(rows)
-        correct += (logits.argmax(dim=1) == labels).sum()
-        seen += len(rows)
         if on_batch is not None:
             on_batch(index + 1, len(bounds))
         if stop.requested and not dist.enabled:
             raise RunStopped(Path(config.out), stop.signal_name)
-    loss_sum, correct_sum, seen_sum = dist.all_sum(torch.stack([total_loss, correct, seen])).tolist()
+    loss_sum, correct_sum, seen_sum = dist.all_sum(step.totals.clone()).tolist()
     mean_loss = loss_sum / seen_sum  # one wait for the host per epoch
     if not math.isfinite(mean_loss):
         raise TrainingDiverged(f"training loss became {mean_loss} in epoch {epoch}; lower --lr (best checkpoint kept)")
@@ -200,16 +251,19 @@ def evaluate(
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, steps: int):
     """AdamW (no decay on norms, biases, tokens) with a one-cycle schedule over all steps. On CPU and
     CUDA the fused kernel: one call for every parameter instead of about ten per tensor (on a 2-core
-    CPU 1.5 ms a step instead of 9-11 ms for the flagship's 68 tensors)."""
+    CPU 1.5 ms a step instead of 9-11 ms for the flagship's 68 tensors). For a step recorded as a
+    CUDA graph (--cuda-graph) AdamW keeps its state on the device and its momentum at 0.9: the
+    fused kernel takes the betas as numbers, which a recording would freeze where the one-cycle
+    schedule moves them."""
     decay = [p for p in model.parameters() if p.dim() >= 2 and p.numel() > 1000]
     rest = [p for p in model.parameters() if not (p.dim() >= 2 and p.numel() > 1000)]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     fused = next(model.parameters()).device.type in ("cpu", "cuda") or None
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=fused)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=fused, capturable=config.cuda_graph)
     # A cycle of at least 10 steps: OneCycleLR divides by its warm-up length, which rounds to zero
     # for the few steps of a smoke test; such a run simply stops early in its cycle.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=max(10, steps), pct_start=0.2
+        optimizer, max_lr=config.lr, total_steps=max(10, steps), pct_start=0.2, cycle_momentum=not config.cuda_graph
     )
     return optimizer, scheduler
 
@@ -250,20 +304,20 @@ def fit(
         runner = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if config.compile:  # on CUDA as CUDA graphs too: a step replays its kernels without launching each
         runner = torch.compile(runner, mode="reduce-overhead" if device.type == "cuda" and not dist.enabled else None)
+    capture = capture_cuda_graph if config.cuda_graph else None
+    step = TrainStep(model, optimizer, train_tensors, config, bf16, dist, runner, capture)
     for epoch in range(start_epoch, config.epochs + 1):
         if stop_agreed(stop, dist, device):
             raise RunStopped(out, stop.signal_name or "another rank")
         started = time.perf_counter()
-        train_loss, train_acc = train_one_epoch(
-            model, optimizer, scheduler, train_tensors, config, epoch, bf16, on_batch, dist, runner, stop
-        )
+        train_loss, train_acc = train_one_epoch(step, scheduler, epoch, on_batch, stop)
         train_seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         if val_tensors is not None:
             val = evaluate(model, val_tensors, bf16=bf16, dist=dist)
             row |= {"val_loss": val["loss"], "val_acc": val["accuracy"], "val_f1": val["macro_f1"]}
         row |= {
-            "lr": scheduler.get_last_lr()[0],
+            "lr": float(scheduler.get_last_lr()[0]),
             "train_seconds": train_seconds,
             "seconds": time.perf_counter() - started,
         }

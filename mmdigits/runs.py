@@ -80,6 +80,7 @@ def train_run(
     checked between batches (see stopping.py)."""
     config.validate()
     dist, device = init_distributed(config.device)
+    config.check_place(device.type, dist.enabled)
     configure(device, config.deterministic)
     if not dist.is_main:  # only global rank 0 speaks and writes
         log, on_epoch, on_batch = (lambda message: None), None, None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -50,17 +50,46 @@ def use_bf16(precision: str, device: torch.device) -> bool:
 
 
 @contextmanager
-def autocast(device: torch.device, bf16: bool) -> Iterator[None]:
+def autocast(device: torch.device, bf16: bool, cache: bool = True) -> Iterator[None]:
     """bf16 autocast where `bf16`. On CPU attention then takes the plain-matmul kernel: torch's
     fused CPU attention in bf16 spends 27 ms on the backward of one batch of 256 x 20 tokens that
-    the matmuls do in 3 (docs/benchmarks.md), half of the flagship's training step."""
+    the matmuls do in 3 (docs/benchmarks.md), half of the flagship's training step. A step being
+    recorded as a CUDA graph needs `cache=False`: autocast's cache of bf16 weights would be freed."""
     if not bf16:
         yield
         return
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16), ExitStack() as stack:
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache), ExitStack() as stack:
         if device.type == "cpu":
             stack.enter_context(sdpa_kernel(SDPBackend.MATH))
         yield
+
+
+@contextmanager
+def side_stream(device: torch.device, enabled: bool = True) -> Iterator[None]:
+    """Run the block on a fresh CUDA stream, ordered after and before the current one: the steps
+    before a CUDA graph is recorded must run off the default stream (torch's CUDA graph notes).
+    Elsewhere, or not `enabled`, the block runs as it is."""
+    if not enabled or device.type != "cuda":
+        yield
+        return
+    current = torch.cuda.current_stream(device)
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(current)
+    with torch.cuda.stream(stream):
+        yield
+    current.wait_stream(stream)
+
+
+def capture_cuda_graph(step: Callable[[], None], generator: torch.Generator) -> Callable[[], None]:
+    """Record `step` as one CUDA graph and return its replay. `step` must read and write only
+    tensors that outlive it, wait for nothing on the host and keep its shapes; recording runs no
+    kernel. `generator` (the augmentation's) is tied to the graph, as torch ties the default one
+    (dropout's), so every replay draws new numbers, and re-seeding it between replays holds."""
+    graph = torch.cuda.CUDAGraph()
+    graph.register_generator_state(generator)
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def configure(device: torch.device, deterministic: bool = False) -> None:

@@ -10,7 +10,7 @@ from conftest import FAST_MODEL, run_cli
 
 from mmdigits import augment, engine, runtime
 from mmdigits.config import TrainConfig
-from mmdigits.errors import TrainingDiverged
+from mmdigits.errors import TrainingDiverged, UsageError
 from mmdigits.models import create_model
 from mmdigits.runs import train_run
 
@@ -83,14 +83,82 @@ def test_an_epoch_waits_for_the_host_a_fixed_number_of_times(monkeypatch):
         model.fit_normalisation(data.image, data.audio)
         config = TrainConfig(model=FAST_MODEL, batch_size=16, epochs=1)
         optimizer, scheduler = engine.make_optimizer(model, config, n_rows // 16)
+        step = engine.TrainStep(model, optimizer, data, config, False)
         calls.clear()
-        engine.train_one_epoch(model, optimizer, scheduler, data, config, 1, False)
+        engine.train_one_epoch(step, scheduler, 1)
         return len(calls)
 
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
         monkeypatch.setattr(torch.Tensor, name, counted(name))
-    # 2 or 8 batches, the same waits: the pixel bounds (2) at the start, loss and accuracy (3) at the end
-    assert host_waits(32) == host_waits(128) <= 5
+    # 2 or 8 batches, the same waits: the loss sum, hits and pairs, copied together at the end
+    assert host_waits(32) == host_waits(128) == 1
+
+
+def test_a_recorded_step_replayed_trains_exactly_as_ordinary_steps():
+    """--cuda-graph records the step once, then copies each batch's row indices into it and replays
+    it. Emulated on the CPU (recording returns the step without running it; a replay runs it on
+    the recorded buffers), two epochs must train exactly as ordinary steps do: the same weights,
+    losses and accuracies, every step after the warm-up a replay, with new random draws each."""
+    replays: list[torch.Tensor] = []
+
+    def record(run, generator):
+        def replay():
+            replays.append(generator.get_state())
+            run()
+
+        return replay
+
+    def trained(capture) -> tuple[dict[str, torch.Tensor], list[tuple[float, float]]]:
+        torch.manual_seed(0)
+        model = create_model(FAST_MODEL)
+        data = engine.Tensors(torch.rand(160, 28, 28), torch.randn(160, 39, 13), torch.arange(160) % 10)
+        model.fit_normalisation(data.image, data.audio)
+        config = TrainConfig(model=FAST_MODEL, batch_size=16, epochs=2, cuda_graph=True)
+        optimizer, scheduler = engine.make_optimizer(model, config, 20)
+        step = engine.TrainStep(model, optimizer, data, config, False, capture=capture)
+        figures = [engine.train_one_epoch(step, scheduler, epoch) for epoch in (1, 2)]
+        return model.state_dict(), figures
+
+    ordinary, ordinary_figures = trained(None)
+    replayed, replayed_figures = trained(record)
+    assert len(replays) == 20 - engine.TrainStep.warm_up_steps
+    assert len({bytes(state.numpy()) for state in replays}) == len(replays)  # the stream moves on
+    assert replayed_figures == ordinary_figures
+    assert all(torch.equal(replayed[name], ordinary[name]) for name in ordinary)
+
+
+def test_a_step_that_cannot_be_recorded_says_so_in_one_line():
+    model = create_model(FAST_MODEL)
+    data = engine.Tensors(torch.rand(64, 28, 28), torch.randn(64, 39, 13), torch.arange(64) % 10)
+    model.fit_normalisation(data.image, data.audio)
+    config = TrainConfig(model=FAST_MODEL, batch_size=8, cuda_graph=True)
+    optimizer, scheduler = engine.make_optimizer(model, config, 8)
+
+    def refuse(run, generator):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore detail")
+
+    step = engine.TrainStep(model, optimizer, data, config, False, capture=refuse)
+    with pytest.raises(UsageError, match=r"recording the step failed \(CUDA error: operation not permitted when"):
+        engine.train_one_epoch(step, scheduler, 1)
+    assert step.steps == engine.TrainStep.warm_up_steps + 1  # ordinary steps first, then the recording
+
+
+def test_a_recorded_step_reads_a_learning_rate_the_schedule_moves_in_place():
+    """A CUDA graph holds the tensors it was recorded with: the learning rate must be one tensor the
+    one-cycle schedule fills in place (also after --resume brings it back as a number), and AdamW's
+    momentum must not be cycled (the fused kernel takes it as a number, which a graph freezes)."""
+    model = create_model(FAST_MODEL)
+    data = engine.Tensors(torch.rand(32, 28, 28), torch.randn(32, 39, 13), torch.arange(32) % 10)
+    config = TrainConfig(model=FAST_MODEL, lr=3e-3, cuda_graph=True)
+    optimizer, scheduler = engine.make_optimizer(model, config, 100)
+    engine.TrainStep(model, optimizer, data, config, False, capture=lambda run, generator: run)
+    held = [group["lr"] for group in optimizer.param_groups]
+    for _ in range(30):
+        optimizer.step()
+        scheduler.step()
+    assert all(group["lr"] is tensor for group, tensor in zip(optimizer.param_groups, held, strict=True))
+    assert float(held[0]) == pytest.approx(scheduler.get_last_lr()[0]) and float(held[0]) > 1e-3
+    assert all(group["betas"] == (0.9, 0.999) and group["capturable"] for group in optimizer.param_groups)
 
 
 def test_a_drowned_clip_keeps_nothing_of_its_own():
@@ -148,6 +216,7 @@ def test_modality_dropout_blanks_only_a_model_that_reads_both(name, blanked_rows
     model.fit_normalisation(data.image, data.audio)
     config = TrainConfig(model=name, batch_size=64, epochs=1, augment=False, modality_dropout=0.9)
     optimizer, scheduler = engine.make_optimizer(model, config, 1)
+    step = engine.TrainStep(model, optimizer, data, config, False)
     seen: list[torch.Tensor] = []
     forward = model.forward
 
@@ -156,7 +225,7 @@ def test_modality_dropout_blanks_only_a_model_that_reads_both(name, blanked_rows
         return forward(image, audio, **kwargs)
 
     model.forward = recording
-    engine.train_one_epoch(model, optimizer, scheduler, data, config, 1, False)
+    engine.train_one_epoch(step, scheduler, 1)
     image_blank = (seen[0][:, :784] == 0).all(dim=1)
     audio_blank = (seen[0][:, 784:] == 0).all(dim=1)
     assert bool((image_blank | audio_blank).any()) is blanked_rows_expected

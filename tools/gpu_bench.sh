@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md in one go: wall time and test accuracy of `mmdigits train`
-# at 60,000 pairs x 20 epochs (the GPU recipe, the CPU recipe, --compile cold and warm, 1-GPU
-# torchrun), `mmdigits bench --device cuda`, then the GPU recipe against the CPU recipe on a
-# foreign-profile set, batch 512 and the automatic epochs.
+# at 60,000 pairs x 20 epochs (the step recorded as a CUDA graph, the GPU recipe, the CPU recipe,
+# --compile cold and warm, 1-GPU torchrun), `mmdigits bench --device cuda` with and without
+# --cuda-graph, then the GPU recipe against the CPU recipe on a foreign-profile set, batch 512
+# and the automatic epochs.
 # Usage, in the repository's root: bash tools/gpu_bench.sh OUT_DIR   (a CUDA GPU; every step is time-boxed)
 set -u
 out=${1:?usage: gpu_bench.sh OUT_DIR}
@@ -46,7 +47,11 @@ note "data made"
 
 # In the order of what a session with little device time needs first (the 2026-11-28 call ran out of
 # time after the foreign pair, so compile and torchrun now come before it).
+train graph20 120 "$work/S" --epochs "$epochs" --cuda-graph              # one replay a step (not yet timed)
 train gpu20 120 "$work/S" --epochs "$epochs"                             # the GPU recipe (auto: 1024)
+timeout 200 python3 -m mmdigits bench --device "$device" --samples "$big" --epochs "$epochs" --reference-epochs 3 \
+    --cuda-graph --out "$out/bench_graph.json" >>"$log" 2>&1
+note "bench --cuda-graph rc=$?"
 train cpu20 150 "$work/S" --epochs "$epochs" --batch-size 256 --lr 3e-3 # the recipe the issue timed
 train compile20 180 "$work/S" --epochs "$epochs" --compile               # CUDA graphs, cold cache
 train compile20_warm 120 "$work/S" --epochs "$epochs" --compile          # the compile cache warm
