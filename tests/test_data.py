@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from mmdigits import data as data_module
 from mmdigits.data import (
     as_audio,
     as_images,
@@ -207,6 +208,25 @@ def test_split_groups_duplicate_audio_and_stratifies():
     again = train_val_indices(labels, audio, 0.2, seed=1)[1]
     assert np.array_equal(val, again)
     assert len(train_val_indices(labels, audio, 0.0, seed=1)[1]) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_audio_groups_are_the_identical_rows_even_when_fingerprints_collide(dtype, monkeypatch):
+    """Clips 0, 1 and 2 differ only in sign bits (0.0 vs -0.0) or one last bit: three groups. The
+    ids count up in order of first appearance; with every fingerprint equal the bytes decide."""
+    rng = np.random.default_rng(0)
+    clips = rng.standard_normal((50, 39, 13)).astype(dtype)
+    clips[0, 0, 0] = 0.0
+    clips[1], clips[2] = clips[0], clips[0]
+    clips[1, 0, 0] = -0.0
+    clips[2, 5, 5] = np.nextafter(clips[0, 5, 5], dtype(10))
+    rows = rng.integers(0, 50, 400)
+    rows[:3] = [2, 1, 0]
+    first_seen = {clip: rank for rank, clip in enumerate(dict.fromkeys(rows.tolist()))}
+    expected = np.array([first_seen[clip] for clip in rows.tolist()])
+    assert np.array_equal(audio_groups(clips[rows]), expected)
+    monkeypatch.setattr(data_module, "fingerprints", lambda words: np.zeros(len(words), dtype=np.uint64))
+    assert np.array_equal(audio_groups(clips[rows]), expected)
 
 
 def test_folds_cover_every_row_once():
