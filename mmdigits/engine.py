@@ -193,9 +193,10 @@ class TrainStep:
         loss.backward()
         self.optimizer.step()
         # Accuracy from the training forward pass itself: no second pass over the training set.
-        self.totals[0] += loss.detach() * len(rows)
-        self.totals[1] += (logits.argmax(dim=1) == labels).sum()
-        self.totals[2] += len(rows)
+        loss_sum, hits, pairs = self.totals  # views: added to in place
+        loss_sum.add_(loss.detach() * len(rows))
+        hits.add_((logits.argmax(dim=1) == labels).sum())
+        pairs.add_(len(rows))
 
 
 def train_one_epoch(
