@@ -100,12 +100,17 @@ def augment_batch(
 def training_loss(
     logits: torch.Tensor, aux_logits: list[torch.Tensor], labels: torch.Tensor, config: TrainConfig
 ) -> torch.Tensor:
-    """Cross-entropy of the fused head plus `aux_weight` x the mean of the per-modality heads'."""
-    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-    if aux_logits and config.aux_weight > 0:
-        aux = [F.cross_entropy(head.float(), labels, label_smoothing=config.label_smoothing) for head in aux_logits]
-        loss = loss + config.aux_weight * torch.stack(aux).mean()
-    return loss
+    """Cross-entropy of the fused head plus `aux_weight` x the mean of the per-modality heads'.
+    The heads are scored in one cross-entropy call: a third of the operations of one call each,
+    which the host issues one by one (on a GPU each is a kernel launch)."""
+    if not aux_logits or config.aux_weight <= 0:
+        return F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    heads = torch.stack([logits, *aux_logits]).float()  # (heads, B, 10)
+    per_pair = F.cross_entropy(
+        heads.flatten(0, 1), labels.repeat(len(heads)), label_smoothing=config.label_smoothing, reduction="none"
+    )
+    per_head = per_pair.view(len(heads), -1).mean(dim=1)
+    return per_head[0] + config.aux_weight * per_head[1:].mean()
 
 
 def batch_bounds(n_rows: int, batch_size: int, world: int) -> list[tuple[int, int]]:

@@ -161,6 +161,28 @@ def test_a_recorded_step_reads_a_learning_rate_the_schedule_moves_in_place():
     assert all(group["betas"] == (0.9, 0.999) and group["capturable"] for group in optimizer.param_groups)
 
 
+@pytest.mark.parametrize("aux_weight", [0.5, 0.0])
+def test_the_loss_is_the_fused_heads_plus_the_weighted_mean_of_the_modality_heads(aux_weight):
+    """Scored in one cross-entropy call, the loss and its gradients are those of one call per head."""
+    torch.manual_seed(0)
+    fused, image, audio = (torch.randn(32, 10, requires_grad=True) for _ in range(3))
+    labels = torch.arange(32) % 10
+    config = TrainConfig(aux_weight=aux_weight)
+
+    def one_call(head: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(head, labels, label_smoothing=config.label_smoothing)
+
+    expected = one_call(fused) + aux_weight * (one_call(image) + one_call(audio)) / 2
+    loss = engine.training_loss(fused, [image, audio], labels, config)
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    for got, want in zip(
+        torch.autograd.grad(loss, [fused, image, audio], materialize_grads=True),
+        torch.autograd.grad(expected, [fused, image, audio], materialize_grads=True),
+        strict=True,
+    ):
+        assert torch.allclose(got, want, atol=1e-7)
+
+
 def test_a_drowned_clip_keeps_nothing_of_its_own():
     """At full weight a drowned clip is noise made of other clips or of none, in the data's own
     spread: changing the clip does not change what it becomes, so nothing of its digit is left for
