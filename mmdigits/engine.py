@@ -129,7 +129,7 @@ class TrainStep:
 
     Nothing in it waits for the host or changes shape, so with `capture` (one CUDA GPU,
     --cuda-graph) the step is recorded once as a CUDA graph after a few ordinary steps, and every
-    later step is one copy of its row indices and one replay instead of about 560 kernel launches.
+    later step is one copy of its row indices and one replay instead of 500-700 kernel launches.
     `runner` is `model` wrapped for DDP or torch.compile, if it is; `model` gives the statistics."""
 
     warm_up_steps = 3  # ordinary steps before recording: lazy initialisation, cuDNN's autotuning
