@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md in one go: wall time and test accuracy of `mmdigits train`
-# at 60,000 pairs x 20 epochs (the step recorded as a CUDA graph, the GPU recipe, the CPU recipe,
+# at 60,000 pairs x 20 epochs (the step recorded as a CUDA graph, with and without cuDNN's
+# autotuning, the GPU recipe, the CPU recipe,
 # --compile cold and warm, 1-GPU torchrun), `mmdigits bench --device cuda` with and without
 # --cuda-graph, then the GPU recipe against the CPU recipe on a foreign-profile set, batch 512
 # and the automatic epochs.
@@ -29,7 +30,10 @@ train() {
     cat "$work/$name-eval.txt" >>"$log"  # the per-condition and per-digit tables
     test_acc=$(grep -m1 -o 'accuracy [0-9.]*' "$work/$name-eval.txt")
     last=$(tail -n 1 "$work/$name/metrics.csv" 2>/dev/null)
-    note "$name rc=$rc wall=${wall_ms}ms test ${test_acc:-?} | last epoch: ${last:-?}"
+    # the epochs' own seconds: the first (start-up of the device) and all; wall minus all is the rest
+    epochs_s=$(awk -F, 'NR == 2 {first = $8} NR > 1 {all += $8} END {printf "first %.1fs, all %.1fs", first, all}' \
+        "$work/$name/metrics.csv" 2>/dev/null)
+    note "$name rc=$rc wall=${wall_ms}ms epochs ${epochs_s:-?} test ${test_acc:-?} | last epoch: ${last:-?}"
     cp "$work/$name/metrics.csv" "$work/metrics-$name.csv" 2>/dev/null
 }
 TRAIN=(python3 -m mmdigits)
@@ -48,6 +52,9 @@ note "data made"
 # In the order of what a session with little device time needs first (the 2026-11-28 call ran out of
 # time after the foreign pair, so compile and torchrun now come before it).
 train graph20 120 "$work/S" --epochs "$epochs" --cuda-graph              # one replay a step (not yet timed)
+TRAIN=(python3 tools/cudnn_heuristics.py)                                # cuDNN's autotuning off: its share
+train graph20_heuristics 120 "$work/S" --epochs "$epochs" --cuda-graph  # of the 6-7 s first epoch
+TRAIN=(python3 -m mmdigits)
 train gpu20 120 "$work/S" --epochs "$epochs"                             # the GPU recipe (auto: 1024)
 timeout 200 python3 -m mmdigits bench --device "$device" --samples "$big" --epochs "$epochs" --reference-epochs 3 \
     --cuda-graph --out "$out/bench_graph.json" >>"$log" 2>&1
