@@ -56,6 +56,13 @@ TRAIN=(python3 tools/cudnn_heuristics.py)                                # cuDNN
 train graph20_heuristics 120 "$work/S" --epochs "$epochs" --cuda-graph  # of the 6-7 s first epoch
 TRAIN=(python3 -m mmdigits)
 train gpu20 120 "$work/S" --epochs "$epochs"                             # the GPU recipe (auto: 1024)
+# Where the time outside the epochs goes (15 s of the 40 s on 2026-11-28): one epoch under cProfile,
+# with the import times; summarised here, the whole profile kept for pstats.
+timeout 90 python3 -X importtime -m cProfile -o "$out/startup.prof" -m mmdigits train --data "$work/S" --epochs 1 \
+    --out "$work/startup" >>"$log" 2>"$out/importtime.txt"
+note "startup profile rc=$?"
+python3 -c 'import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats("cumulative").print_stats(60)' \
+    "$out/startup.prof" >"$out/startup.txt" 2>&1
 timeout 200 python3 -m mmdigits bench --device "$device" --samples "$big" --epochs "$epochs" --reference-epochs 3 \
     --cuda-graph --out "$out/bench_graph.json" >>"$log" 2>&1
 note "bench --cuda-graph rc=$?"
