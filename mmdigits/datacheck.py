@@ -18,7 +18,6 @@ from mmdigits.data import (
     TRAIN_AUDIO,
     TRAIN_IMAGE,
     TRAIN_LABELS,
-    Split,
     audio_groups,
     load_array,
     load_test,
@@ -54,17 +53,6 @@ def describe_file(path: Path) -> dict[str, str]:
         "spread": f"{values[finite].std():.4g}" if finite.any() else "-",
         "nan/inf": str(int((~finite).sum())),
     }
-
-
-def range_summary(split: Split) -> str:
-    """One line on the units of both modalities; `train` prints it so that unscaled audio shows."""
-    audio_spread = split.audio.std(axis=(0, 1))
-    return (
-        f"inputs: images in [{split.image.min():.3g}, {split.image.max():.3g}] (spread {split.image.std():.3g}); "
-        f"audio in [{split.audio.min():.3g}, {split.audio.max():.3g}] (spread per coefficient "
-        f"{audio_spread.min():.3g}..{audio_spread.max():.3g}); the model standardises both with these training "
-        "statistics"
-    )
 
 
 def audio_units(audio: np.ndarray) -> str | None:

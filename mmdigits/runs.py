@@ -17,7 +17,6 @@ from mmdigits.artifacts import ensure_folder, refuse_overwrite, write_json
 from mmdigits.checkpoint import load_resume
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split, load_train, train_val_indices
-from mmdigits.datacheck import range_summary
 from mmdigits.engine import FitResult, batch_bounds, fit
 from mmdigits.models import create_model
 from mmdigits.reporting import plot_curves, write_metrics_csv
@@ -36,6 +35,20 @@ class RunSummary:
     n_val: int
     n_groups: int
     is_main: bool = True  # False on the other ranks of a torchrun job
+
+
+def input_summary(train: Split) -> str:
+    """One line on the units of both modalities, so that unscaled audio shows. In torch, whose
+    reductions make no temporary copy: numpy's spread of 60,000 pairs took 0.5 s."""
+    image, audio = torch.from_numpy(train.image), torch.from_numpy(train.audio)
+    (image_low, image_high), (audio_low, audio_high) = torch.aminmax(image), torch.aminmax(audio)
+    audio_spread = audio.std(dim=(0, 1))
+    return (
+        f"inputs: images in [{image_low:.3g}, {image_high:.3g}] (spread {image.std():.3g}); "
+        f"audio in [{audio_low:.3g}, {audio_high:.3g}] (spread per coefficient "
+        f"{audio_spread.min():.3g}..{audio_spread.max():.3g}); the model standardises both with these training "
+        "statistics"
+    )
 
 
 def split_for(config: TrainConfig, data: Split) -> tuple[Split, Split | None, int]:
@@ -87,7 +100,7 @@ def train_run(
     if splits is None:
         data = load_train(Path(config.data)) if data is None else data
         train, val, n_groups = split_for(config, data)
-        log(range_summary(train))
+        log(input_summary(train))
         log(
             f"data: {len(train)} train / {len(val) if val else 0} val pairs; "
             f"{n_groups} distinct audio clips grouped so none is on both sides"

@@ -16,7 +16,7 @@ from mmdigits.data import Split
 from mmdigits.generalisation import fusion_deficits
 from mmdigits.inference import ensemble_probabilities
 from mmdigits.profiles import generate, make_dataset
-from mmdigits.runs import train_run
+from mmdigits.runs import input_summary, train_run
 from mmdigits.synth import CONDITIONS
 
 
@@ -145,6 +145,17 @@ def test_training_stores_a_calibrated_temperature(trained_run):
     assert found["temperature"] != 1.0
     assert found["val_nll_after"] <= found["val_nll_before"] + 1e-9
     assert 0 <= found["val_ece_after"] <= 1 and 0 <= found["val_ece_before"] <= 1
+
+
+def test_train_states_the_range_and_spread_of_both_modalities_in_the_files_units():
+    rng = np.random.default_rng(0)
+    image = rng.random((50, 28, 28), dtype=np.float32)
+    audio = rng.normal(-300.0, 40.0, (50, 39, 13)) * np.linspace(0.5, 2.0, 13)  # unscaled MFCC
+    line = input_summary(Split(image, audio))
+    assert f"images in [{image.min():.3g}, {image.max():.3g}] (spread {image.std(ddof=1):.3g})" in line
+    spread = audio.std(axis=(0, 1), ddof=1)
+    assert f"audio in [{audio.min():.3g}, {audio.max():.3g}]" in line
+    assert f"(spread per coefficient {spread.min():.3g}..{spread.max():.3g})" in line
 
 
 def test_data_check_reports_units_overlap_and_errors(tmp_path, tiny_data):
