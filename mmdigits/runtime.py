@@ -51,16 +51,16 @@ def use_bf16(precision: str, device: torch.device) -> bool:
 
 @contextmanager
 def autocast(device: torch.device, bf16: bool, cache: bool = True) -> Iterator[None]:
-    """bf16 autocast where `bf16`. On CPU attention then takes the plain-matmul kernel: torch's
-    fused CPU attention in bf16 spends 27 ms on the backward of one batch of 256 x 20 tokens that
-    the matmuls do in 3 (docs/benchmarks.md), half of the flagship's training step. A step being
-    recorded as a CUDA graph needs `cache=False`: autocast's cache of bf16 weights would be freed."""
-    if not bf16:
-        yield
-        return
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache), ExitStack() as stack:
+    """bf16 autocast where `bf16`. On CPU attention takes the plain-matmul kernel in either precision:
+    torch's fused CPU attention in bf16 spends 27 ms on the backward of one batch of 256 x 20 tokens
+    that the matmuls do in 3, and in fp32 it makes the flagship's whole step 7-9 % slower
+    (docs/benchmarks.md). A step being recorded as a CUDA graph needs `cache=False`: autocast's
+    cache of bf16 weights would be freed."""
+    with ExitStack() as stack:
         if device.type == "cpu":
             stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        if bf16:
+            stack.enter_context(torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache))
         yield
 
 
