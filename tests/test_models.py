@@ -13,6 +13,7 @@ from mmdigits.config import TrainConfig
 from mmdigits.engine import training_loss
 from mmdigits.errors import UsageError
 from mmdigits.models import create_model, list_models, model_arguments, registry
+from mmdigits.models.attention import attend, encode
 from mmdigits.models.fusion import FUSIONS, GatedFusion
 from mmdigits.models.registry import register_fusion
 
@@ -212,3 +213,26 @@ def test_checkpoints_from_before_the_pool_first_cnn_still_load(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(image, audio), old(image, audio))
     assert loaded.arguments["image_pool_first"] is False
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_batch_first_attention_is_torchs_attention_on_the_same_parameters(train):
+    """`attend` and `encode` replace nn.MultiheadAttention's and nn.TransformerEncoder's forward
+    (for speed) and must compute the same thing, the attention's dropout draws included, so that
+    checkpoints of either load into the other and a seed trains the same model. (The encoder's
+    residual dropout, 0 in AudioTransformer, would draw its masks in another memory order.)"""
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(32, 4, dropout=0.3, batch_first=True).train(train)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, 0.0, activation="gelu", batch_first=True, norm_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).train(train)
+    query, context = torch.randn(5, 7, 32), torch.randn(5, 9, 32)
+    cases = [
+        (lambda: attend(attention, query, context), lambda: attention(query, context, context, need_weights=False)[0]),
+        (lambda: attend(attention, context), lambda: attention(context, context, context, need_weights=False)[0]),
+        (lambda: encode(encoder, context), lambda: encoder(context)),
+    ]
+    for ours, torchs in cases:
+        torch.manual_seed(1)
+        expected = torchs()
+        torch.manual_seed(1)
+        torch.testing.assert_close(ours(), expected, rtol=1e-5, atol=1e-6)

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmdigits.models.attention import encode
+
 
 class ImageCNN(nn.Module):
     """Three conv blocks with batch norm: (B, 28, 28) -> 16 patch tokens (4x4) and an embedding.
@@ -114,7 +116,7 @@ class AudioTransformer(nn.Module):
         tokens = self.stem(audio.transpose(1, 2)).transpose(1, 2)  # (B, 20, d)
         if self.cls is not None:
             tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)
-        tokens = self.norm(self.encoder(tokens + self.position))
+        tokens = self.norm(encode(self.encoder, tokens + self.position))
         if self.cls is not None:
             cls, tokens = tokens[:, 0], tokens[:, 1:]
             return tokens, self.project(torch.cat([cls, tokens.mean(dim=1)], dim=1))

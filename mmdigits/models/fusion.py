@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmdigits.models.attention import attend
+
 NUM_CLASSES = 10
 
 
@@ -57,8 +59,8 @@ class AttentionFusion(nn.Module):
     def forward(self, image_tokens, image, audio_tokens, audio):
         image_q = self.image_in(image_tokens) + self.image_position  # (B, image tokens, d)
         audio_q = self.audio_in(audio_tokens)  # (B, 39 or 20, d)
-        image_x = self.image_norm(image_q + self.image_from_audio(image_q, audio_q, audio_q, need_weights=False)[0])
-        audio_x = self.audio_norm(audio_q + self.audio_from_image(audio_q, image_q, image_q, need_weights=False)[0])
+        image_x = self.image_norm(image_q + attend(self.image_from_audio, image_q, audio_q))
+        audio_x = self.audio_norm(audio_q + attend(self.audio_from_image, audio_q, image_q))
         fused = self.mlp(torch.cat([image, audio, image_x.mean(dim=1), audio_x.mean(dim=1)], dim=1))
         return fused, self.head(fused)
 
