@@ -72,16 +72,17 @@ def run_matrix(
     return figures
 
 
-def fusion_deficits(matrix: dict) -> list[str]:
-    """Cells where a fused model scores below the better unimodal baseline on a condition. Where the
-    cells list their wrong test rows, each deficit says how many pairs only one of the two gets
-    right and the exact McNemar p-value of that split: a deficit of a pair or two in a few hundred
-    is what two equally good models show by chance (p near 1); p < 0.05 is one to act on."""
+def fusion_deficits(matrix: dict) -> list[str] | None:
+    """Cells where a fused model scores below the better unimodal baseline on a condition; None
+    where the matrix lacks the two baselines, so that nothing was compared. Where the cells list
+    their wrong test rows, each deficit says how many pairs only one of the two gets right and the
+    exact McNemar p-value of that split: a deficit of a pair or two in a few hundred is what two
+    equally good models show by chance (p near 1); p < 0.05 is one to act on."""
+    if not all(name in rows for rows in matrix["matrix"].values() for name in UNIMODAL):
+        return None
     found = []
     for train_profile, rows in matrix["matrix"].items():
-        baselines = [name for name in UNIMODAL if name in rows]
-        if len(baselines) < 2:
-            continue
+        baselines = list(UNIMODAL)
         for name, cells in rows.items():
             if name in UNIMODAL:
                 continue

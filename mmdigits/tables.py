@@ -144,8 +144,12 @@ def matrix_tables(figures: dict[str, Any], train_pairs: int) -> list[Any]:
                 values += [f"{cell['conditions'].get(c, {}).get('accuracy', float('nan')):.4f}" for c in conditions]
             made.add_row(name, *values)
         shown.append(made)
-    deficits = "; ".join(figures["fusion_deficits"]) or "nowhere"
-    return [*shown, f"fused below the better unimodal baseline: {deficits}"]
+    deficits = figures["fusion_deficits"]
+    if deficits is None:
+        found = "not compared: the run has no unimodal baselines (--models all trains them too)"
+    else:
+        found = "; ".join(deficits) or "nowhere"
+    return [*shown, f"fused below the better unimodal baseline: {found}"]
 
 
 def file_table(title: str, files: list[dict[str, str]]) -> Table:

@@ -18,6 +18,7 @@ from mmdigits.inference import ensemble_probabilities
 from mmdigits.profiles import generate, make_dataset
 from mmdigits.runs import input_summary, train_run
 from mmdigits.synth import CONDITIONS
+from mmdigits.tables import matrix_tables
 
 
 def train_and_predict(
@@ -121,11 +122,22 @@ def test_fusion_deficits_name_the_cell_and_how_likely_chance_made_it():
     where = "cnn_rnn_linear trained on foreign, foreign/clean"
     assert fusion_deficits(matrix(cell(0.8), cell(0.9), cell(0.5))) == [f"{where}: 0.8000 < 0.9000"]
     assert fusion_deficits(matrix(cell(0.9), cell(0.9), cell(0.5))) == []
+    alone = {"matrix": {"foreign": {"cnn_rnn_linear": cell(0.8), "cnn_image_only": cell(0.9)}}}
+    assert fusion_deficits(alone) is None  # one baseline missing: nothing compared, not "nowhere"
     # 10 rows: the fused model misses 1-9, the image-only model 0 and 9: 8 pairs against 1
     found = fusion_deficits(matrix(cell(0.1, list(range(1, 10))), cell(0.8, [0, 9]), cell(0.5, [])))
     assert found == [
         f"{where}: 0.1000 < 0.8000 (8 pairs only cnn_image_only gets right, 1 only the fused model; p = 0.04)"
     ]
+
+
+def test_a_matrix_without_baselines_says_it_compared_nothing():
+    scores = {"accuracy": 0.9, "n": 10}
+    cells = {"train_seconds": 1.0, "foreign": {"overall": scores, "conditions": {"clean": scores}}}
+    figures = {"matrix": {"foreign": {"cnn_rnn_linear": cells}}}
+    figures["fusion_deficits"] = fusion_deficits(figures)
+    last = matrix_tables(figures, 100)[-1]
+    assert "not compared" in last and "nowhere" not in last
 
 
 def test_temperature_is_recovered_from_overconfident_logits():
