@@ -82,13 +82,12 @@ def fusion_deficits(matrix: dict) -> list[str] | None:
         return None
     found = []
     for train_profile, rows in matrix["matrix"].items():
-        baselines = list(UNIMODAL)
         for name, cells in rows.items():
             if name in UNIMODAL:
                 continue
             for test_profile in PROFILES:
                 for condition, fused in cells.get(test_profile, {}).get("conditions", {}).items():
-                    base = max(baselines, key=lambda b: rows[b][test_profile]["conditions"][condition]["accuracy"])
+                    base = max(UNIMODAL, key=lambda b: rows[b][test_profile]["conditions"][condition]["accuracy"])
                     best = rows[base][test_profile]["conditions"][condition]
                     if fused["accuracy"] < best["accuracy"]:
                         where = f"{name} trained on {train_profile}, {test_profile}/{condition}"

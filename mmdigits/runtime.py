@@ -53,7 +53,7 @@ def use_bf16(precision: str, device: torch.device) -> bool:
 def autocast(device: torch.device, bf16: bool, cache: bool = True) -> Iterator[None]:
     """bf16 autocast where `bf16`. On CPU attention takes the plain-matmul kernel in either precision:
     torch's fused CPU attention in bf16 spends 27 ms on the backward of one batch of 256 x 20 tokens
-    that the matmuls do in 3, and in fp32 it makes the flagship's whole step 7-9 % slower
+    that the matmuls do in 3, and in fp32 it makes the flagship's whole step 7-10 % slower
     (docs/benchmarks.md). A step being recorded as a CUDA graph needs `cache=False`: autocast's
     cache of bf16 weights would be freed."""
     with ExitStack() as stack:
