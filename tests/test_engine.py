@@ -6,12 +6,14 @@ import sys
 
 import pytest
 import torch
+import torch.utils._pytree as pytree
 from conftest import FAST_MODEL, run_cli
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmdigits import augment, engine, runtime
 from mmdigits.config import TrainConfig
 from mmdigits.errors import TrainingDiverged, UsageError
-from mmdigits.models import create_model
+from mmdigits.models import MAIN_MODELS, create_model
 from mmdigits.runs import train_run
 
 
@@ -125,6 +127,78 @@ def test_a_recorded_step_replayed_trains_exactly_as_ordinary_steps():
     assert len({bytes(state.numpy()) for state in replays}) == len(replays)  # the stream moves on
     assert replayed_figures == ordinary_figures
     assert all(torch.equal(replayed[name], ordinary[name]) for name in ordinary)
+
+
+class RecordedOps(TorchDispatchMode):
+    """Every aten operation run under it, with the tensors it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, list[torch.Tensor], dict]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [a for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+        self.calls.append((str(func), tensors, kwargs))
+        return func(*args, **kwargs)
+
+
+# What a CUDA graph cannot record: a value read back by the host, a shape that depends on the
+# data, a tensor made from host numbers (an upload the graph would freeze).
+HOST_BOUND = ("_local_scalar_dense", "nonzero.", "masked_select", "unique", "lift_fresh", "is_nonzero", "equal.")
+HOST_BOUND += ("bincount", "histc", "repeat_interleave.Tensor")
+
+
+def host_bound_operations(calls: list[tuple[str, list[torch.Tensor], dict]], device: torch.device) -> list[str]:
+    found = [name for name, _, _ in calls if any(word in name for word in HOST_BOUND)]
+    found += [  # a boolean index is a nonzero() inside the kernel
+        name
+        for name, tensors, _ in calls
+        if name.startswith("aten.index") and any(t.dtype == torch.bool for t in tensors[1:])
+    ]
+    found += [name for name, _, kwargs in calls if torch.device(kwargs.get("device", device)) != device]
+    return found
+
+
+@pytest.mark.parametrize("name", MAIN_MODELS)
+def test_the_recorded_step_holds_nothing_a_cuda_graph_cannot_record(name):
+    """--cuda-graph records the whole step. Checked operation by operation on the CPU (where no
+    graph exists): no operation reads a value back, makes a shape from the data or uploads host
+    numbers; the step's operations and the shapes they give are the same on every step."""
+    model = create_model(name)
+    data = engine.Tensors(torch.rand(64, 28, 28), torch.randn(64, 39, 13), torch.arange(64) % 10)
+    model.fit_normalisation(data.image, data.audio)
+    config = TrainConfig(model=name, batch_size=16, epochs=1, cuda_graph=True)
+    optimizer, _ = engine.make_optimizer(model, config, 8)
+    step = engine.TrainStep(model, optimizer, data, config, True, capture=lambda run, generator: run)
+    step.begin_epoch(1)
+    step.run(torch.arange(16))  # the warm-up: AdamW's state is made here, before any recording
+
+    def recorded(rows: torch.Tensor) -> list[tuple[str, list[torch.Tensor], dict]]:
+        with RecordedOps() as ops:
+            step.run(rows)
+        return ops.calls
+
+    first, second = recorded(torch.arange(16, 32)), recorded(torch.arange(48, 64).flip(0))
+    assert host_bound_operations(first, data.image.device) == []
+    assert [(n, [t.shape for t in ts]) for n, ts, _ in first] == [(n, [t.shape for t in ts]) for n, ts, _ in second]
+
+
+def test_the_check_for_host_bound_operations_finds_them():
+    with RecordedOps() as ops:
+        values = torch.arange(6.0)
+        values[values > 2].sum()  # a boolean index
+        torch.nonzero(values)
+        values + torch.tensor([1.0])  # host numbers
+        values.to("meta")
+        float(values.max())
+    assert host_bound_operations(ops.calls, torch.device("cpu")) == [
+        "aten.nonzero.default",
+        "aten.lift_fresh.default",
+        "aten._local_scalar_dense.default",
+        "aten.index.Tensor",
+        "aten._to_copy.default",
+    ]
 
 
 def test_a_step_that_cannot_be_recorded_says_so_in_one_line():
