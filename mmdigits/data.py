@@ -75,7 +75,7 @@ def as_images(array: np.ndarray, path: Path) -> np.ndarray:
         image /= 255.0
     if image.min() < -1e-3 or image.max() > 1.0 + 1e-3:
         raise DataError(f"{path}: pixel values span [{image.min():.3g}, {image.max():.3g}]; expected [0, 1] or 0..255")
-    return np.clip(image, 0.0, 1.0)
+    return np.clip(image, 0.0, 1.0, out=image)
 
 
 def as_audio(array: np.ndarray, path: Path) -> np.ndarray:
