@@ -52,6 +52,15 @@ def test_uint8_images_are_scaled():
     assert as_images(pixels.astype(np.float64) * 0.5, "x.npy").max() == pytest.approx(0.5)
 
 
+def test_pixels_a_rounding_outside_their_range_are_kept_as_given():
+    pixels = np.linspace(0, 1, 784)[None].repeat(2, axis=0)
+    pixels[0, :2] = -0.0005, 1.0005
+    assert np.array_equal(as_images(pixels, "x.npy").reshape(2, 784), pixels.astype(np.float32))
+    pixels[1, 0] = 1.01
+    with pytest.raises(DataError, match=r"x.npy: pixel values span \[-0.0005, 1.01\]"):
+        as_images(pixels, "x.npy")
+
+
 def save(path, array):
     np.save(path, array)
 
