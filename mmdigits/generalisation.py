@@ -104,7 +104,8 @@ def paired(fused: dict, best: dict, base: str) -> str:
     only_base = len(set(fused["wrong"]) - set(best["wrong"]))
     only_fused = len(set(best["wrong"]) - set(fused["wrong"]))
     p = mcnemar_exact(only_base, only_fused)
-    return f" ({only_base} pairs only {base} gets right, {only_fused} only the fused model; p = {p:.2f})"
+    pairs = "pair" if only_base == 1 else "pairs"
+    return f" ({only_base} {pairs} only {base} gets right, {only_fused} only the fused model; p = {p:.2f})"
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:

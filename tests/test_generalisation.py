@@ -129,6 +129,10 @@ def test_fusion_deficits_name_the_cell_and_how_likely_chance_made_it():
     assert found == [
         f"{where}: 0.1000 < 0.8000 (8 pairs only cnn_image_only gets right, 1 only the fused model; p = 0.04)"
     ]
+    found = fusion_deficits(matrix(cell(0.9, [1]), cell(1.0, []), cell(0.5, [])))
+    assert found == [
+        f"{where}: 0.9000 < 1.0000 (1 pair only cnn_image_only gets right, 0 only the fused model; p = 1.00)"
+    ]
 
 
 def test_a_matrix_without_baselines_says_it_compared_nothing():
