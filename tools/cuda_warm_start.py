@@ -21,7 +21,10 @@ configure = mmdigits.runs.configure
 def warm(device: torch.device) -> None:
     """Forward and backward of the flagship's kinds of operation, small and all zeros, in bf16."""
     started = time.perf_counter()
-    zeros = lambda *shape: torch.zeros(*shape, device=device, requires_grad=True)  # noqa: E731
+
+    def zeros(*shape: int) -> torch.Tensor:
+        return torch.zeros(*shape, device=device, requires_grad=True)
+
     with torch.autocast("cuda", dtype=torch.bfloat16):
         image = F.conv2d(zeros(8, 1, 28, 28), zeros(16, 1, 3, 3), padding=1)
         audio = F.conv1d(zeros(8, 13, 39), zeros(64, 13, 3), padding=1, stride=2)
