@@ -299,10 +299,11 @@ def data_make(
     profile: Annotated[
         str, typer.Option(help="shipped (the demo's) or foreign (other writers, voices, units).")
     ] = "shipped",
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Write a realistic dataset: real handwriting, synthesised voices, four noise conditions."""
     with console.status(f"making the {profile} profile..."):
-        written = lib.profiles.make_dataset(out, train, test, seed, profile)
+        written = lib.profiles.make_dataset(out, train, test, seed, profile, overwrite)
     show(f"wrote {', '.join(path.name for path in written)} to {out}/ ({profile} profile)")
 
 
@@ -328,7 +329,7 @@ def demo(
     data, run = out / "data", out / "run"
     config = replace(config, data=str(data), out=str(run))
     refuse_overwrite(run, lib.runs.RUN_FILES, overwrite, "a demo run")  # the steps below then replace freely
-    data_make(out=data, train=train_pairs, test=test_pairs, seed=0, profile="shipped")
+    data_make(out=data, train=train_pairs, test=test_pairs, seed=0, profile="shipped", overwrite=overwrite)
     run_training(config, overwrite=True)
     best, scored = run / "best.pth", {"data": data, "labels": data / "y_test.csv", "device": config.device}
     predict(checkpoint=[best], data=data, out=out / "submission.csv", device=config.device)

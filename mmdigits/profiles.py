@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from mmdigits import __version__, foreign, synth
-from mmdigits.artifacts import save_csv, save_npy, write_json
+from mmdigits.artifacts import refuse_overwrite, save_csv, save_npy, write_json
 from mmdigits.data import TEST_AUDIO, TEST_IMAGE, TRAIN_AUDIO, TRAIN_IMAGE, TRAIN_LABELS, Split
 from mmdigits.errors import UsageError
 
 TEST_LABELS = "y_test.csv"
 PROVENANCE = "dataset.json"  # how `data make` made the folder, so that reports can say how to rebuild it
+DATASET_FILES = (TRAIN_IMAGE, TRAIN_AUDIO, TRAIN_LABELS, TEST_IMAGE, TEST_AUDIO, TEST_LABELS, PROVENANCE)
 AUDIO_UNITS = ("unit", "raw")  # unit: standardised and mapped to about [0, 1]; raw: librosa's MFCC
 
 
@@ -91,10 +92,17 @@ def write_dataset(out_dir: Path, train: Split, test: Split, test_conditions: np.
 
 
 def make_dataset(
-    out_dir: Path, n_train: int | None = None, n_test: int | None = None, seed: int = 0, name: str = "shipped"
+    out_dir: Path,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    name: str = "shipped",
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Generate a profile (default sizes when None) and write it to `out_dir`."""
+    """Generate a profile (default sizes when None) and write it to `out_dir`; a folder that holds
+    competition files already (the user's own data, perhaps) is refused unless `overwrite`."""
     chosen = profile(name)
+    refuse_overwrite(out_dir, DATASET_FILES, overwrite, "a dataset")
     n_train = chosen.train if n_train is None else n_train
     n_test = chosen.test if n_test is None else n_test
     train, test, conditions = generate(name, n_train, n_test, seed)

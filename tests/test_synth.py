@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from mmdigits.errors import UsageError
 from mmdigits.profiles import make_dataset
@@ -53,3 +54,17 @@ def test_noise_conditions_corrupt_only_their_modality():
 def test_rejects_tiny_sizes(tmp_path):
     with pytest.raises(UsageError):
         make_dataset(tmp_path, 5, 1)
+
+
+def test_data_make_never_writes_over_files_already_in_its_folder(tmp_path):
+    mine = tmp_path / "kaggle"
+    mine.mkdir()
+    original = np.random.default_rng(0).random((3, 784))
+    np.save(mine / "x_train_wr.npy", original)  # the user's own competition file
+    refused = run_cli("data", "make", "--out", mine, "--train", 50, "--test", 10)
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "kaggle/ already holds a dataset (x_train_wr.npy); pass --overwrite to replace it" in refused.stderr
+    assert [p.name for p in mine.iterdir()] == ["x_train_wr.npy"]
+    assert np.array_equal(np.load(mine / "x_train_wr.npy"), original)
+    replaced = run_cli("data", "make", "--out", mine, "--train", 50, "--test", 10, "--overwrite")
+    assert replaced.exit_code == 0 and np.load(mine / "x_train_wr.npy").shape == (50, 784)

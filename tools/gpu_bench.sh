@@ -22,10 +22,10 @@ train() {
     shift 3
     local started rc wall_ms test_acc last
     started=$(date +%s%N)
-    timeout "$limit" "${TRAIN[@]}" train --data "$data" --out "$work/$name" "$@" >>"$log" 2>&1
+    timeout "$limit" "${TRAIN[@]}" train --data "$data" --out "$work/$name" --overwrite "$@" >>"$log" 2>&1
     rc=$?
     wall_ms=$((($(date +%s%N) - started) / 1000000))
-    mm evaluate -c "$work/$name/best.pth" --data "$data" --labels "$data/y_test.csv" --out "$work/$name-eval" \
+    mm evaluate -c "$work/$name/best.pth" --data "$data" --labels "$data/y_test.csv" --out "$work/$name-eval" --overwrite \
         >"$work/$name-eval.txt" 2>>"$log"
     cat "$work/$name-eval.txt" >>"$log"  # the per-condition and per-digit tables
     test_acc=$(grep -m1 -o 'accuracy [0-9.]*' "$work/$name-eval.txt")
@@ -51,7 +51,7 @@ note "data made"
 
 # Untimed: one short run first, so that the timed ones below all find torch's CUDA libraries in the
 # page cache (a fresh machine reads them from disk once; the first timed run would pay it alone).
-timeout 90 python3 -m mmdigits train --data "$work/S" --max-samples 4000 --epochs 1 --out "$work/warmup" >>"$log" 2>&1
+timeout 90 python3 -m mmdigits train --data "$work/S" --max-samples 4000 --epochs 1 --out "$work/warmup" --overwrite >>"$log" 2>&1
 note "warm-up run rc=$?"
 
 # In the order of what a session with little device time needs first (the 2026-11-28 call ran out of
@@ -66,7 +66,7 @@ train gpu20 120 "$work/S" --epochs "$epochs"                             # the G
 # Where the time outside the epochs goes (15 s of the 40 s on 2026-11-28): one epoch under cProfile,
 # with the import times; summarised here, the whole profile kept for pstats.
 timeout 90 python3 -X importtime -m cProfile -o "$out/startup.prof" -m mmdigits train --data "$work/S" --epochs 1 \
-    --out "$work/startup" >>"$log" 2>"$out/importtime.txt"
+    --out "$work/startup" --overwrite >>"$log" 2>"$out/importtime.txt"
 note "startup profile rc=$?"
 python3 -c 'import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats("cumulative").print_stats(60)' \
     "$out/startup.prof" >"$out/startup.txt" 2>&1
