@@ -127,10 +127,11 @@ def featurize(
     image: Annotated[Path, typer.Option(help="A picture of one digit (PNG/JPEG).")],
     audio: Annotated[Path, typer.Option(help="A recording of one spoken digit (WAV).")],
     out: Annotated[Optional[Path], typer.Option(help="Folder to write x_test_wr.npy / x_test_sp.npy.")] = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Turn a real picture and recording into the competition's 784 and 507 vectors."""
     vectors = lib.predicting.featurize_pair(image, audio)
-    written = lib.predicting.write_pair(out, *vectors) if out is not None else []
+    written = lib.predicting.write_pair(out, *vectors, overwrite=overwrite) if out is not None else []
     show(*tables.featurize_lines(*vectors, written))
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdigits.artifacts import save_npy
+from mmdigits.artifacts import refuse_overwrite, save_npy
 from mmdigits.checkpoint import load_ensemble
-from mmdigits.data import load_test
+from mmdigits.data import TEST_AUDIO, TEST_IMAGE, load_test
 from mmdigits.inference import ensemble_probabilities
 from mmdigits.submission import write_probabilities, write_submission
 
@@ -30,11 +30,14 @@ def featurize_pair(image: Path, audio: Path) -> tuple[np.ndarray, np.ndarray]:
     return read_digit_image(image), read_spoken_digit(audio, spoken_digit_table())
 
 
-def write_pair(out: Path, image_vector: np.ndarray, audio_vector: np.ndarray) -> list[Path]:
-    """One pair as x_test_wr.npy (1, 28, 28) and x_test_sp.npy (1, 507), float64 as the competition's."""
+def write_pair(out: Path, image_vector: np.ndarray, audio_vector: np.ndarray, overwrite: bool = False) -> list[Path]:
+    """One pair as x_test_wr.npy (1, 28, 28) and x_test_sp.npy (1, 507), float64 as the competition's;
+    a folder that holds test files already (a whole competition test set, perhaps) is refused
+    unless `overwrite`."""
+    refuse_overwrite(out, (TEST_IMAGE, TEST_AUDIO), overwrite, "test files")
     return [
-        save_npy(out / "x_test_wr.npy", image_vector.reshape(1, 28, 28).astype(np.float64)),
-        save_npy(out / "x_test_sp.npy", audio_vector.reshape(1, 507).astype(np.float64)),
+        save_npy(out / TEST_IMAGE, image_vector.reshape(1, 28, 28).astype(np.float64)),
+        save_npy(out / TEST_AUDIO, audio_vector.reshape(1, 507).astype(np.float64)),
     ]
 
 

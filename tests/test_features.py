@@ -69,6 +69,13 @@ def test_featurize_on_the_cli_writes_a_one_pair_test_set(tmp_path):
     assert "image: 784 values" in result.stdout and "x_test_sp.npy (1, 507)" in result.stdout
     assert np.load(out / "x_test_wr.npy").shape == (1, 28, 28) and np.load(out / "x_test_sp.npy").shape == (1, 507)
     np.testing.assert_array_equal(np.load(out / "x_test_wr.npy").reshape(784), read_digit_image(tmp_path / "seven.png"))
+    # a folder holding test files (a whole competition test set, perhaps) is never written over unasked
+    np.save(out / "x_test_sp.npy", np.zeros((10, 507)))
+    again = run_cli("featurize", "--image", tmp_path / "seven.png", "--audio", tmp_path / "seven.wav", "--out", out)
+    assert again.exit_code == 2 and "pair/ already holds test files (x_test_wr.npy, x_test_sp.npy)" in again.stderr
+    assert np.load(out / "x_test_sp.npy").shape == (10, 507)
+    forced = ["featurize", "--image", tmp_path / "seven.png", "--audio", tmp_path / "seven.wav", "--out", out]
+    assert run_cli(*forced, "--overwrite").exit_code == 0 and np.load(out / "x_test_sp.npy").shape == (1, 507)
 
 
 def test_predict_one_picture_and_recording_on_the_cli(trained_run, tmp_path):
