@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -112,3 +113,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "demo finished" in result.stdout and "audio_noisy" in result.stdout
     again = run_cli("demo", "--out", tmp_path, "--train", "120", "--test", "30", "--epochs", "1")
     assert again.exit_code == 2 and "--overwrite" in again.stderr
+    shutil.rmtree(tmp_path / "run")  # a demo stopped after making its data: the data refuses
+    again = run_cli("demo", "--out", tmp_path, "--train", "120", "--test", "30", "--epochs", "1")
+    assert again.exit_code == 2 and "data/ already holds a dataset" in again.stderr
+    replaced = ["demo", "--out", tmp_path, "--train", "120", "--test", "30", "--epochs", "1", "--model", FAST_MODEL]
+    assert run_cli(*replaced, "--overwrite").exit_code == 0
