@@ -44,7 +44,9 @@ Checkpoints = Annotated[
     ),
 ]
 Checkpoint = Annotated[Path, typer.Option("--checkpoint", "-c", help="A trained .pth file.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace what an earlier run left in the output folder.")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace what the output folder already holds (refused without it).")
+]
 ConfigFile = Annotated[
     Optional[Path],
     typer.Option("--config", help="JSON of training options (as tune's best.json); options given here win."),
