@@ -101,7 +101,7 @@ class TrainConfig:
     def check_place(self, device_type: str, distributed: bool) -> None:
         """Raise UsageError for an option the run's device or launch cannot honour."""
         if self.cuda_graph and (device_type != "cuda" or distributed):
-            where = "under torchrun" if distributed else f"on {device_type}"
+            where = "one of several torchrun processes" if distributed else f"on {device_type}"
             raise UsageError(f"--cuda-graph records the training step on one CUDA GPU; this run is {where}")
 
     def resolved(self, n_train: int, gpu: bool = False) -> TrainConfig:
