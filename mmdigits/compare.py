@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdigits.artifacts import pyplot, save_figure, write_json, write_text
+from mmdigits.artifacts import pyplot, write_json, write_text
 from mmdigits.config import TrainConfig
 from mmdigits.data import load_train
 from mmdigits.errors import UsageError
 from mmdigits.metrics import mean_std
 from mmdigits.profiles import provenance_command
+from mmdigits.reporting import CURVE_LABELS, save_curves
 from mmdigits.runs import refuse_runs, split_for, train_run
 
 TARGET_ACCURACY = 0.97
@@ -61,13 +62,13 @@ def plot_band(path: Path, name: str, histories: list[list[dict[str, float]]]) ->
         for split in ("train", "val"):
             values = np.array([[row[f"{split}_{metric}"] for row in history[:length]] for history in histories])
             mean, std = values.mean(axis=0), values.std(axis=0)
-            axis.plot(epochs, mean, "-o", markersize=3, label=split)
+            axis.plot(epochs, mean, "-o", markersize=3, label=CURVE_LABELS[split])
             axis.fill_between(epochs, mean - std, mean + std, alpha=0.25)
         axis.set(xlabel="epoch", title=metric if metric == "loss" else "accuracy")
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(f"{name}: mean +- std over {len(histories)} seeds")
-    return save_figure(figure, path)
+    return save_curves(figure, path)
 
 
 def compare_models(

@@ -67,29 +67,37 @@ def write_metrics_csv(path: Path, history: list[dict[str, float]]) -> Path:
     return Path(path)
 
 
+# Under every plot of training curves: why training and validation sit far apart, so that nobody
+# reads the gap as under- or overfitting.
 CURVES_NOTE = (
     "train: the batches as the optimiser saw them (augmented unless --no-augment, a modality blanked at "
     "--modality-dropout);\nits loss adds label smoothing and the modality heads. val: the pairs as given."
 )
+CURVE_LABELS = {"train": "train (as trained on)", "val": "val"}
 
 
 def plot_curves(path: Path, history: list[dict[str, float]], title: str) -> Path:
-    """Loss and accuracy per epoch, train beside validation, with a line under the plots saying
-    why the two sit far apart (CURVES_NOTE), so that nobody reads the gap as under- or overfitting."""
+    """Loss and accuracy per epoch, train beside validation."""
     plt = pyplot()
 
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    for split, style, label in (("train", "-o", "train (as trained on)"), ("val", "-s", "val")):
+    for split, style in (("train", "-o"), ("val", "-s")):
         if f"{split}_loss" in history[0]:
-            loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=label, markersize=3)
-            acc_axis.plot(epochs, [row[f"{split}_acc"] for row in history], style, label=label, markersize=3)
+            for axis, metric in ((loss_axis, "loss"), (acc_axis, "acc")):
+                values = [row[f"{split}_{metric}"] for row in history]
+                axis.plot(epochs, values, style, label=CURVE_LABELS[split], markersize=3)
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     acc_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for axis in (loss_axis, acc_axis):
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
+    return save_curves(figure, path)
+
+
+def save_curves(figure: Any, path: Path) -> Path:
+    """Save training curves with CURVES_NOTE under them."""
     figure.text(0.5, 0.005, CURVES_NOTE, ha="center", va="bottom", fontsize=8, color="0.35")
     figure.tight_layout(rect=(0, 0.07, 1, 1))
     return save_figure(figure, path)
