@@ -37,11 +37,26 @@ def warm(device: torch.device) -> None:
     print(f"cuda_warm_start: warm-up thread {time.perf_counter() - started:.2f} s", file=sys.stderr)
 
 
+fit = mmdigits.runs.fit
+warming: list[threading.Thread] = []
+
+
 def configure_and_warm(device: torch.device, deterministic: bool = False) -> None:
     configure(device, deterministic)
     if device.type == "cuda":
-        threading.Thread(target=warm, args=(device,), daemon=True).start()
+        warming.append(threading.Thread(target=warm, args=(device,), daemon=True))
+        warming[-1].start()
+
+
+def fit_when_warm(*args, **kwargs):
+    """Training waits for the warm-up thread: no other thread may launch work on the GPU while
+    --cuda-graph records the step (CUDA's capture mode is global), and the first steps would wait
+    for the same start-up anyway."""
+    for thread in warming:
+        thread.join()
+    return fit(*args, **kwargs)
 
 
 mmdigits.runs.configure = configure_and_warm
+mmdigits.runs.fit = fit_when_warm
 run()
