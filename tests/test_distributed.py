@@ -11,7 +11,10 @@ import pytest
 import torch
 from conftest import FAST_MODEL, run_cli
 
+from mmdigits.config import TrainConfig
+from mmdigits.errors import UsageError
 from mmdigits.profiles import make_dataset
+from mmdigits.runtime import init_distributed
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +81,16 @@ def test_two_process_gloo_run_matches_one_process(ddp_data, tmp_path):
 
     predicted = run_cli("predict", "-c", distributed / "best.pth", "--data", ddp_data, "--out", tmp_path / "s.csv")
     assert predicted.exit_code == 0, predicted.output
+
+
+def test_a_one_process_torchrun_job_is_a_plain_run_that_may_record_the_step(monkeypatch):
+    """torchrun --nproc-per-node=1 sets WORLD_SIZE=1: no process group and no DDP wrapper, so
+    --cuda-graph is allowed there as in a plain run; a job of several processes is refused."""
+    for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    dist, _ = init_distributed("cpu")
+    assert not dist.enabled and not torch.distributed.is_initialized()
+    recorded = TrainConfig(cuda_graph=True)
+    recorded.check_place("cuda", dist.enabled)  # allowed
+    with pytest.raises(UsageError, match="one of several torchrun processes"):
+        recorded.check_place("cuda", distributed=True)
