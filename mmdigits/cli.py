@@ -167,8 +167,9 @@ def evaluate(
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Score a model (or ensemble) on labelled test files: accuracy, macro F1, per class and condition."""
-    result, title = lib.reports.evaluate_report(checkpoint, data, labels, out, tta, device, overwrite)
+    result, title, warnings = lib.reports.evaluate_report(checkpoint, data, labels, out, tta, device, overwrite)
     show(*tables.report_tables(result, title), f"wrote {out / 'confusion_matrix.png'} and {out / 'per_class.csv'}")
+    show(*(f"warning: {line}" for line in warnings))
 
 
 @command()

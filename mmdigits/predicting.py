@@ -11,7 +11,7 @@ import numpy as np
 from mmdigits.artifacts import refuse_overwrite, save_npy
 from mmdigits.checkpoint import load_ensemble
 from mmdigits.data import TEST_AUDIO, TEST_IMAGE, load_test
-from mmdigits.inference import ensemble_probabilities
+from mmdigits.inference import ensemble_probabilities, unlike_training
 from mmdigits.submission import write_probabilities, write_submission
 
 
@@ -20,6 +20,7 @@ class Submission:
     path: Path
     predictions: np.ndarray  # (M,) digits in test-file order
     members: int  # models averaged
+    warnings: list[str]  # test inputs unlike the training data (inference.unlike_training)
 
 
 def featurize_pair(image: Path, audio: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -67,4 +68,5 @@ def predict_test(
     write_submission(out, predictions, label_column)
     if probabilities_csv is not None:
         write_probabilities(probabilities_csv, probabilities)
-    return Submission(Path(out), predictions, len(models))
+    warnings = unlike_training(models[0], test.image, test.audio, (TEST_IMAGE, TEST_AUDIO))
+    return Submission(Path(out), predictions, len(models), warnings)

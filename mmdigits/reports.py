@@ -15,11 +15,11 @@ from mmdigits import analysis
 from mmdigits.artifacts import atomic_path, refuse_overwrite, write_json
 from mmdigits.checkpoint import load_ensemble, load_model
 from mmdigits.config import TrainConfig
-from mmdigits.data import Split, load_test, load_train, read_label_table
+from mmdigits.data import TEST_AUDIO, TEST_IMAGE, Split, load_test, load_train, read_label_table
 from mmdigits.embeddings import cluster, cluster_scores, embeddings_for, plot_map, tsne_2d
 from mmdigits.errors import DataError, UsageError
 from mmdigits.evaluation import Report, plot_confusion, report
-from mmdigits.inference import ensemble_probabilities, probabilities
+from mmdigits.inference import ensemble_probabilities, probabilities, unlike_training
 from mmdigits.metrics import expected_calibration_error
 from mmdigits.runs import split_for
 from mmdigits.runtime import pick_device
@@ -61,15 +61,17 @@ def evaluate_report(
     tta: bool = False,
     device: str = "auto",
     overwrite: bool = False,
-) -> tuple[Report, str]:
-    """Score a model or an ensemble on labelled test files; returns the report and its title."""
+) -> tuple[Report, str, list[str]]:
+    """Score a model or an ensemble on labelled test files; returns the report, its title and
+    warnings about test inputs unlike the training data."""
     refuse_overwrite(out, EVALUATE_FILES, overwrite, "an evaluation")
     models, torch_device = load_ensemble(checkpoints, device)
     test, conditions, _ = labelled_pairs({}, data, labels)
     predictions = ensemble_probabilities(models, test.image, test.audio, torch_device, tta=tta).numpy().argmax(axis=1)
     result = report(predictions, test.labels, conditions)
     write_scores(out, predictions, test.labels, result, "confusion matrix (test)")
-    return result, f"{len(test)} test pairs, {len(models)} model(s){' + TTA' if tta else ''}"
+    warnings = unlike_training(models[0], test.image, test.audio, (TEST_IMAGE, TEST_AUDIO))
+    return result, f"{len(test)} test pairs, {len(models)} model(s){' + TTA' if tta else ''}", warnings
 
 
 @dataclass

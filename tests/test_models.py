@@ -12,6 +12,7 @@ from mmdigits.checkpoint import load_model, save_checkpoint
 from mmdigits.config import TrainConfig
 from mmdigits.engine import training_loss
 from mmdigits.errors import UsageError
+from mmdigits.inference import unlike_training
 from mmdigits.models import create_model, list_models, model_arguments, registry
 from mmdigits.models.attention import attend, encode
 from mmdigits.models.fusion import FUSIONS, GatedFusion
@@ -236,3 +237,20 @@ def test_batch_first_attention_is_torchs_attention_on_the_same_parameters(train)
         expected = torchs()
         torch.manual_seed(1)
         torch.testing.assert_close(ours(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_inputs_unlike_the_training_data_are_named_for_the_modalities_a_model_reads():
+    """[0, 1] MFCC given to a model whose statistics come from raw ones (-200..200) have a sliver of
+    the training spread: unlike_training names the audio file; the training units pass, and a
+    model that does not read the audio says nothing about it."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(300, 28, 28, generator=generator, dtype=torch.float64)
+    raw_audio = torch.randn(300, 39, 13, generator=generator, dtype=torch.float64) * 60 + 10
+    scaled_audio = (raw_audio - raw_audio.min()) / (raw_audio.max() - raw_audio.min())
+    names = ("x_test_wr.npy", "x_test_sp.npy")
+    for name, expected in (("cnn_rnn_linear", 1), ("cnn_image_only", 0)):
+        model = create_model(name)
+        model.fit_normalisation(image.float(), raw_audio)
+        assert unlike_training(model, image.numpy(), raw_audio.numpy(), names) == []
+        found = unlike_training(model, image.numpy(), scaled_audio.numpy(), names)
+        assert len(found) == expected and all(line.startswith("x_test_sp.npy: the audio is") for line in found)
