@@ -58,6 +58,22 @@ def cluster(embedding: np.ndarray, seed: int = 0, k: int = 10) -> np.ndarray:
     return KMeans(n_clusters=min(k, len(embedding)), n_init=4, random_state=seed).fit_predict(embedding)
 
 
+def numbered_by_digit(clusters: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """k-means clusters renumbered by the digit each stands for: the one-to-one pairing of clusters
+    and digits that puts the most points under their own digit (the Hungarian assignment). k-means
+    numbers its clusters arbitrarily, so cluster 2 of the map could be the fives, drawn in another
+    colour than the true-digit panel beside it; renumbered, the two panels differ only where the
+    clusters and the digits disagree. The scores do not change (they ignore the numbering)."""
+    from scipy.optimize import linear_sum_assignment
+
+    shared = np.zeros((int(clusters.max()) + 1, max(10, int(labels.max()) + 1)), dtype=np.int64)
+    np.add.at(shared, (clusters, labels), 1)
+    chosen_clusters, digits = linear_sum_assignment(shared, maximize=True)
+    renumber = np.empty(len(shared), dtype=np.int64)
+    renumber[chosen_clusters] = digits
+    return renumber[clusters]
+
+
 def cluster_scores(clusters: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """NMI, ARI and purity (share of points whose cluster's majority label is theirs)."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -75,8 +91,8 @@ def plot_map(path: Path, coords: np.ndarray, clusters: np.ndarray, labels: np.nd
     plt = pyplot()
 
     panels = [("k-means cluster (k=10, on the embedding)", clusters)]
-    if labels is not None:
-        panels.insert(0, ("true digit", labels))
+    if labels is not None:  # then the clusters are numbered by the digit each matches (numbered_by_digit)
+        panels = [("true digit", labels), ("k-means cluster (k=10, on the embedding), by matched digit", clusters)]
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6), squeeze=False)
     for axis, (name, colours) in zip(axes[0], panels, strict=True):
         axis.scatter(coords[:, 0], coords[:, 1], c=colours, cmap="tab10", s=4, alpha=0.7, vmin=-0.5, vmax=9.5)

@@ -16,7 +16,7 @@ from mmdigits.artifacts import atomic_path, refuse_overwrite, write_json
 from mmdigits.checkpoint import load_ensemble, load_model
 from mmdigits.config import TrainConfig
 from mmdigits.data import TEST_AUDIO, TEST_IMAGE, Split, load_test, load_train, read_label_table
-from mmdigits.embeddings import cluster, cluster_scores, embeddings_for, plot_map, tsne_2d
+from mmdigits.embeddings import cluster, cluster_scores, embeddings_for, numbered_by_digit, plot_map, tsne_2d
 from mmdigits.errors import DataError, UsageError
 from mmdigits.evaluation import Report, plot_confusion, report
 from mmdigits.inference import ensemble_probabilities, probabilities, unlike_training
@@ -176,6 +176,8 @@ def tsne_report(
     for name, embedding in embeddings_for(model, chosen.image, chosen.audio, torch_device).items():
         log(f"t-SNE of the {name} embedding ({embedding.shape[1]} dims)...")
         coords, clusters = tsne_2d(embedding, seed), cluster(embedding, seed)
+        if chosen.labels is not None:
+            clusters = numbered_by_digit(clusters, chosen.labels)
         coordinates |= {f"{name}_x": coords[:, 0], f"{name}_y": coords[:, 1], f"{name}_cluster": clusters}
         title = f"{payload['model']}: {name} embedding ({split})"
         maps.files.append(plot_map(out / f"{name}.png", coords, clusters, chosen.labels, title))

@@ -9,6 +9,7 @@ import pytest
 from conftest import run_cli
 
 from mmdigits.analysis import fusion_hurts, utilisation
+from mmdigits.embeddings import cluster_scores, numbered_by_digit
 from mmdigits.metrics import expected_calibration_error
 
 
@@ -83,3 +84,20 @@ def test_macro_f1_matches_sklearn():
     expected = f1_score(labels, predictions, average="macro", labels=np.arange(10), zero_division=0)
     assert score(predictions, labels)["macro_f1"] == pytest.approx(expected)
     assert score(predictions, labels)["accuracy"] == pytest.approx(np.mean(predictions == labels))
+
+
+def test_k_means_clusters_are_numbered_by_the_digit_each_stands_for():
+    """k-means numbers clusters arbitrarily; the map numbers them by their digit (one to one, the
+    most points under their own digit), so that both panels agree where clusters and digits do.
+    Here each digit's cluster is some other number, and one cluster also takes a few 3s: the
+    renumbering gives every point its digit except those few, and the scores stay as they were."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 500)
+    arbitrary = rng.permutation(10)
+    clusters = arbitrary[labels]
+    strays = np.flatnonzero(labels == 3)[:5]
+    clusters[strays] = arbitrary[8]
+    numbered = numbered_by_digit(clusters, labels)
+    assert np.array_equal(np.flatnonzero(numbered != labels), strays)
+    assert np.all(numbered[strays] == 8)
+    assert cluster_scores(numbered, labels) == pytest.approx(cluster_scores(clusters, labels))
