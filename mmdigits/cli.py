@@ -26,7 +26,7 @@ from mmdigits.artifacts import refuse_overwrite
 from mmdigits.cli_options import DEFAULT_CHECKPOINT, with_config_options
 from mmdigits.config import TrainConfig
 from mmdigits.errors import MmdigitsError, UsageError
-from mmdigits.reporting import console, print_epoch, progress_bar, show
+from mmdigits.reporting import console, print_epoch, progress_bar, show, warn
 from mmdigits.stopping import Stopped, stop_on_signals
 
 SETTINGS = {"context_settings": {"help_option_names": ["-h", "--help"]}, "no_args_is_help": True}
@@ -115,11 +115,9 @@ def predict(
     if image is not None:
         show(*tables.pair_lines(lib.predicting.predict_pair(checkpoint, image, audio, device, tta)))
     else:
-        show(
-            *tables.submission_lines(
-                lib.predicting.predict_test(checkpoint, data, out, label_column, probs, tta, device), tta
-            )
-        )
+        written = lib.predicting.predict_test(checkpoint, data, out, label_column, probs, tta, device)
+        show(*tables.submission_lines(written, tta))
+        warn(written.warnings)
 
 
 @command()
@@ -169,7 +167,7 @@ def evaluate(
     """Score a model (or ensemble) on labelled test files: accuracy, macro F1, per class and condition."""
     result, title, warnings = lib.reports.evaluate_report(checkpoint, data, labels, out, tta, device, overwrite)
     show(*tables.report_tables(result, title), f"wrote {out / 'confusion_matrix.png'} and {out / 'per_class.csv'}")
-    show(*(f"warning: {line}" for line in warnings))
+    warn(warnings)
 
 
 @command()

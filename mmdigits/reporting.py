@@ -26,6 +26,12 @@ def show(*renderables: Any) -> None:
         results.print(renderable)
 
 
+def warn(lines: list[str]) -> None:
+    """Warnings about a result go to stderr beside the progress lines, one line each."""
+    for line in lines:
+        console.print(f"warning: {line}")
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator:
     """A transient bar on a terminal (nothing in CI logs); yields advance(done, total)."""

@@ -100,6 +100,9 @@ def analyze_report(
     model, payload = load_model(checkpoint, torch_device)
     pairs, conditions, description = labelled_pairs(payload, data, labels)
     log(f"analysing {payload['model']} on {description}")
+    warnings = unlike_training(model, pairs.image, pairs.audio, (TEST_IMAGE, TEST_AUDIO)) if labels else []
+    for line in warnings:
+        log(f"warning: {line}")
     probs = probabilities(model, pairs.image, pairs.audio, torch_device).numpy()
     predictions = probs.argmax(axis=1)
     summary = report(predictions, pairs.labels, conditions)
@@ -116,6 +119,7 @@ def analyze_report(
         "utilisation": analysis.utilisation(ablated),
         "robustness": {"levels": analysis.NOISE_LEVELS, **curves},
         "ece": ece,
+        "warnings": warnings,
     }
     if image_model is not None and audio_model is not None:
         single = [load_model(path, torch_device)[0] for path in (image_model, audio_model)]
@@ -171,6 +175,9 @@ def tsne_report(
     rows = np.random.default_rng(seed).permutation(len(chosen))[:samples]
     chosen = chosen.subset(np.sort(rows))
     log(f"embedding {len(chosen)} {split} pairs with {payload['model']}")
+    if split == "test":
+        for line in unlike_training(model, chosen.image, chosen.audio, (TEST_IMAGE, TEST_AUDIO)):
+            log(f"warning: {line}")
     maps = EmbeddingMaps(payload["model"], len(chosen))
     coordinates = {}
     for name, embedding in embeddings_for(model, chosen.image, chosen.audio, torch_device).items():

@@ -192,7 +192,6 @@ def submission_lines(written: Any, tta: bool) -> list[str]:
         f"wrote {written.path}: {len(written.predictions)} rows ({members})",
         "predicted digits: " + "  ".join(f"{digit}:{count}" for digit, count in enumerate(counts)),
         f"submit: kaggle competitions submit -c {COMPETITION} -f {written.path} -m mmdigits",
-        *(f"warning: {line}" for line in written.warnings),
     ]
 
 

@@ -323,10 +323,10 @@ def test_a_report_folder_is_never_replaced_without_overwrite(trained_run, tiny_d
     assert run_cli(*arguments, "--overwrite").exit_code == 0
 
 
-def test_predict_and_evaluate_warn_when_test_audio_is_in_other_units(trained_run, tiny_data, tmp_path):
+def test_commands_on_test_files_warn_when_their_audio_is_in_other_units(trained_run, tiny_data, tmp_path):
     """Test audio in other units than the training files (x 100 + 5 here) still gets an answer, the
-    model leaning on the images, but predict and evaluate say so in a line naming the file; the
-    files in the training units get no warning."""
+    model leaning on the images, but predict, evaluate, analyze and tsne say so in a line naming
+    the file on stderr; the files in the training units get no warning."""
     rescaled = tmp_path / "rescaled"
     rescaled.mkdir()
     for name in ("x_test_wr.npy", "y_test.csv"):
@@ -334,14 +334,20 @@ def test_predict_and_evaluate_warn_when_test_audio_is_in_other_units(trained_run
     np.save(rescaled / "x_test_sp.npy", np.load(tiny_data / "x_test_sp.npy") * 100 + 5)
     checkpoint = trained_run / "best.pth"
     as_trained = run_cli("predict", "-c", checkpoint, "--data", tiny_data, "--out", tmp_path / "a.csv")
-    assert as_trained.exit_code == 0 and "warning" not in as_trained.output, as_trained.output
+    assert as_trained.exit_code == 0 and "warning" not in as_trained.stderr, as_trained.stderr
     expected = "warning: x_test_sp.npy: the audio is unlike the model's training data"
     other = run_cli("predict", "-c", checkpoint, "--data", rescaled, "--out", tmp_path / "b.csv")
     assert other.exit_code == 0, other.output
-    assert expected in " ".join(other.stdout.split()) and "x_test_wr.npy:" not in other.stdout
+    assert expected in " ".join(other.stderr.split()) and "x_test_wr.npy:" not in other.stderr
     assert len(pd.read_csv(tmp_path / "b.csv")) == 40
     scored = run_cli(
         "evaluate", "-c", checkpoint, "--data", rescaled, "--labels", rescaled / "y_test.csv", "--out", tmp_path / "ev"
     )
     assert scored.exit_code == 0, scored.output
-    assert expected in " ".join(scored.stdout.split())
+    assert expected in " ".join(scored.stderr.split())
+    labels = ["--data", rescaled, "--labels", rescaled / "y_test.csv"]
+    analysed = run_cli("analyze", "-c", checkpoint, *labels, "--out", tmp_path / "an")
+    mapped = run_cli("tsne", "-c", checkpoint, *labels, "--split", "test", "--samples", 40, "--out", tmp_path / "maps")
+    for result in (analysed, mapped):
+        assert result.exit_code == 0, result.output
+        assert expected in " ".join(result.stderr.split())
