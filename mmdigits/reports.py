@@ -100,7 +100,7 @@ def analyze_report(
     model, payload = load_model(checkpoint, torch_device)
     pairs, conditions, description = labelled_pairs(payload, data, labels)
     log(f"analysing {payload['model']} on {description}")
-    warnings = unlike_training(model, pairs.image, pairs.audio, (TEST_IMAGE, TEST_AUDIO)) if labels else []
+    warnings = unlike_training(model, pairs.image, pairs.audio, (TEST_IMAGE, TEST_AUDIO)) if labels is not None else []
     for line in warnings:
         log(f"warning: {line}")
     probs = probabilities(model, pairs.image, pairs.audio, torch_device).numpy()
