@@ -11,10 +11,11 @@ from mmdigits.runtime import autocast, use_bf16
 
 TTA_VIEWS = 8  # the plain input plus 7 small shifts/rotations of the image and frame shifts
 # Inputs whose feature means sit this many training spreads from the training means, or whose spreads
-# are this many times larger or smaller, are in other units than the model learned (measured on the
-# matrix's data, flagship: every noise condition of either profile's own test set stays within 0.8
-# spreads and 0.60-1.65 x; raw MFCC given to a model trained on [0, 1] ones sit 131 spreads away,
-# [0, 1] MFCC given to a model trained on raw ones have 0.01-0.07 x the spread).
+# are this many times larger or smaller, are in other units than the model learned. Measured with the
+# flagship (docs/benchmarks.md): every noise condition of either profile's own test set stays within 0.8
+# spreads and 0.60-1.65 x, the other profile's writers and voices in the same units within 0.62 and
+# 0.44-2.27 x; raw MFCC given to a model trained on [0, 1] ones sit 131 spreads away, and [0, 1] MFCC
+# given to a model trained on raw ones have 0.01-0.07 x the spread.
 UNITS_SPREADS, UNITS_RATIO = 3.0, 4.0
 
 
