@@ -37,12 +37,24 @@ def refuse_overwrite(folder: Path, names: tuple[str, ...], overwrite: bool, what
         )
 
 
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+def refuse_file_overwrite(path: Path, overwrite: bool, what: str) -> None:
+    """The same rule for a command whose output is one file, checked before the work that fills it."""
+    path = writable_file(path)
+    refuse_overwrite(path.parent, (path.name,), overwrite, what)
+
+
+def writable_file(path: Path) -> Path:
+    """`path` as a Path, or one line saying it is a folder."""
     path = Path(path)
     if path.is_dir():
         raise MmdigitsError(f"{path}: is a folder; give a file name to write")
+    return path
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    path = writable_file(path)
     ensure_folder(path.parent)
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mmdigits.artifacts import write_json
+from mmdigits.artifacts import refuse_file_overwrite, write_json
 from mmdigits.config import TrainConfig
 from mmdigits.data import Split
 from mmdigits.engine import fit
@@ -148,12 +148,15 @@ def bench_generated(
     out: Path,
     reference_epochs: int = 0,
     log: Callable[[str], None] = lambda message: None,
+    overwrite: bool = False,
 ) -> dict:
-    """Generate `samples` shipped-profile pairs (and a sixth as many for validation), bench, write `out`."""
+    """Generate `samples` shipped-profile pairs (and a sixth as many for validation), bench, write `out`
+    (refused up front if it exists, unless `overwrite`: a GPU or 60k-pair run is not cheap to repeat)."""
     from mmdigits.synth import generate
 
     if samples < 100 or epochs < 1 or reference_epochs < 0:
         raise UsageError("--samples must be at least 100, --epochs at least 1 and --reference-epochs at least 0")
+    refuse_file_overwrite(out, overwrite, "benchmark figures")
     device = pick_device(device_name)
     TrainConfig(**step).validate().check_place(device.type, distributed=False)
     log(f"generating {samples} + {samples // 6} pairs...")

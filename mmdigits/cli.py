@@ -212,11 +212,12 @@ def bench(
         int, typer.Option(help="Epochs of the reference loop; 0: as --epochs (its speed is steady after one).")
     ] = 0,
     out: Annotated[Path, typer.Option(help="JSON file for the figures.")] = Path("bench.json"),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Training/inference speed of our models beside the competition's reference loop, same run."""
     step = {"compile": compile, "cuda_graph": cuda_graph}
     figures = lib.bench.bench_generated(
-        lib.models.parse_models(models), samples, epochs, device, step, out, reference_epochs, console.print
+        lib.models.parse_models(models), samples, epochs, device, step, out, reference_epochs, console.print, overwrite
     )
     show(tables.bench_table(figures), f"wrote {out}")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmdigits.artifacts import write_json
+from mmdigits.artifacts import refuse_file_overwrite, write_json
 from mmdigits.checkpoint import load_model
 from mmdigits.config import TrainConfig
 from mmdigits.evaluation import report
@@ -41,6 +41,8 @@ def run_matrix(
     """{train profile: {model: {"train_seconds", test profile: {"overall", "conditions"}}}, and
     "fusion_deficits"}; written to `out` (JSON) when given."""
     refuse_runs([runs / train_profile / name for train_profile in profiles for name in models], overwrite)
+    if out is not None:
+        refuse_file_overwrite(out, overwrite, "matrix figures")
     device = pick_device(base.device)
     matrix: dict = {}
     for train_profile in profiles:

@@ -209,3 +209,6 @@ def test_matrix_command_prints_and_writes_every_cell(tmp_path):
             for scores in cell["conditions"].values():  # the wrong rows the deficits' paired counts use
                 assert len(scores["wrong"]) == round((1 - scores["accuracy"]) * scores["n"])
     assert "trained on foreign" in result.stdout and "fused below the better unimodal baseline" in result.stdout
+    again = run_cli("matrix", "--models", "cnn_rnn_linear", "--runs", tmp_path / "other_runs", "--out", out)
+    assert again.exit_code == 2 and "already holds matrix figures (matrix.json)" in again.stderr
+    assert json.loads(out.read_text()) == figures and not (tmp_path / "other_runs").exists()

@@ -95,12 +95,18 @@ def test_bench_prints_side_by_side(tmp_path):
         and "warm-" in result.stdout
         and f"{rows[FAST_MODEL]['speedup']:.2f}x" in result.stdout
     )
+    again = run_cli("bench", "--models", FAST_MODEL, "--samples", "200", "--device", "cpu", "--out", out)
+    assert again.exit_code == 2 and "already holds benchmark figures (bench.json)" in again.stderr
+    assert json.loads(out.read_text()) == figures  # the figures of the first run are kept
 
 
 def test_bench_rejects_a_negative_reference_epochs(tmp_path):
     result = run_cli("bench", "--samples", "200", "--reference-epochs", "-1", "--out", tmp_path / "bench.json")
     assert result.exit_code == 2 and "--reference-epochs at least 0" in result.stderr
     assert not (tmp_path / "bench.json").exists()
+    folder = run_cli("bench", "--models", FAST_MODEL, "--samples", "200", "--device", "cpu", "--out", tmp_path)
+    assert folder.exit_code == 1 and "is a folder; give a file name" in folder.stderr  # said before the work
+    assert "reference loop" not in folder.stdout
 
 
 def test_demo_runs_end_to_end(tmp_path):
