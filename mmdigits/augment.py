@@ -70,29 +70,6 @@ def shift_frames(audio: torch.Tensor, max_shift: int, generator: torch.Generator
     return torch.gather(audio, 1, source.unsqueeze(-1).expand_as(audio))
 
 
-def stretch_time(
-    audio: torch.Tensor, share: float, rates: tuple[float, float], generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Other speaking rates (speed perturbation): resample `share` of the clips in time about their
-    centre by a rate drawn log-uniformly in `rates` (above 1: faster speech), repeating the edge
-    frames. Linear interpolation between frames, so it acts alike on any per-coefficient units."""
-    batch, frames, coeffs = audio.shape
-    device = audio.device
-    low, high = math.log(rates[0]), math.log(rates[1])
-    rate = torch.exp(torch.rand(batch, 1, generator=generator, device=device) * (high - low) + low)
-    rate = torch.where(torch.rand(batch, 1, generator=generator, device=device) < share, rate, 1.0)
-    centre = (frames - 1) / 2
-    source = (centre + (torch.arange(frames, device=device) - centre) * rate).clamp(0, frames - 1)  # (B, frames)
-    before = source.floor().long()
-    after = (before + 1).clamp(max=frames - 1)
-    weight = (source - before).unsqueeze(-1)
-
-    def frames_at(index: torch.Tensor) -> torch.Tensor:
-        return torch.gather(audio, 1, index.unsqueeze(-1).expand(-1, -1, coeffs))
-
-    return frames_at(before) * (1 - weight) + frames_at(after) * weight
-
-
 def offset_channel(
     audio: torch.Tensor, share: float, spread: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:

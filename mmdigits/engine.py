@@ -79,7 +79,6 @@ def augment_batch(
         blotted = augment.occlude(image, 4, 12, generator, bounds=pixel_bounds)  # a blot hides part of the digit
         image = torch.where(torch.rand(batch, 1, 1, generator=generator, device=device) < 0.3, blotted, image)
         image = augment.stroke_width(image, 0.4, generator)  # other pens: bolder or thinner strokes
-        audio = augment.stretch_time(audio, 0.5, (0.85, 1.18), generator)  # other speaking rates
         audio = augment.offset_channel(audio, 0.5, 0.4, generator)  # other microphones
         audio = augment.mask_blocks(augment.shift_frames(audio, 3, generator), 6, 2, generator)
         audio = augment.overlay(audio, 0.25, (0.2, 0.7), generator)  # another talker underneath
