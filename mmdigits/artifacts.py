@@ -38,9 +38,10 @@ def refuse_overwrite(folder: Path, names: tuple[str, ...], overwrite: bool, what
 
 
 def refuse_file_overwrite(path: Path, overwrite: bool, what: str) -> None:
-    """The same rule for a command whose output is one file, checked before the work that fills it."""
+    """The same rule for a command whose output is one file, checked (with its folder made, or
+    refused in one line) before the work that fills it."""
     path = writable_file(path)
-    refuse_overwrite(path.parent, (path.name,), overwrite, what)
+    refuse_overwrite(ensure_folder(path.parent), (path.name,), overwrite, what)
 
 
 def writable_file(path: Path) -> Path:

@@ -107,6 +107,10 @@ def test_bench_rejects_a_negative_reference_epochs(tmp_path):
     folder = run_cli("bench", "--models", FAST_MODEL, "--samples", "200", "--device", "cpu", "--out", tmp_path)
     assert folder.exit_code == 1 and "is a folder; give a file name" in folder.stderr  # said before the work
     assert "reference loop" not in folder.stdout
+    (tmp_path / "a_file").write_text("")
+    under = run_cli("bench", "--models", FAST_MODEL, "--samples", "200", "--out", tmp_path / "a_file" / "b.json")
+    assert under.exit_code == 1 and "cannot create the output folder" in under.stderr
+    assert "reference loop" not in under.stdout
 
 
 def test_demo_runs_end_to_end(tmp_path):
