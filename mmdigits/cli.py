@@ -26,7 +26,7 @@ from mmdigits.artifacts import refuse_overwrite
 from mmdigits.cli_options import DEFAULT_CHECKPOINT, with_config_options
 from mmdigits.config import TrainConfig
 from mmdigits.errors import MmdigitsError, UsageError
-from mmdigits.reporting import console, print_epoch, progress_bar, show, warn
+from mmdigits.reporting import console, data_warnings_as_lines, print_epoch, progress_bar, show, warn
 from mmdigits.stopping import Stopped, stop_on_signals
 
 SETTINGS = {"context_settings": {"help_option_names": ["-h", "--help"]}, "no_args_is_help": True}
@@ -48,13 +48,15 @@ lib = Library()
 
 def command(group: typer.Typer = app, name: str | None = None) -> Callable:
     """Register a command whose project errors become one line on stderr and an exit code (2
-    usage, 130 stopped, 1 the rest); MMDIGITS_DEBUG=1 shows the traceback instead."""
+    usage, 130 stopped, 1 the rest; MMDIGITS_DEBUG=1 shows the traceback instead), and whose
+    DataWarnings become `warning:` lines."""
 
     def register(function: Callable) -> Callable:
         @functools.wraps(function)
         def friendly(*args: Any, **kwargs: Any) -> Any:
             try:
-                return function(*args, **kwargs)
+                with data_warnings_as_lines():
+                    return function(*args, **kwargs)
             except (MmdigitsError, KeyboardInterrupt) as error:
                 if os.environ.get("MMDIGITS_DEBUG"):
                     raise

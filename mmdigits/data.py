@@ -8,18 +8,20 @@ with one line naming the file and the problem, before any training starts.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mmdigits.errors import DataError
+from mmdigits.errors import DataError, DataWarning
 
 CONDITIONS = ("clean", "image_noisy", "audio_noisy", "both_mild")  # noise conditions a labels CSV may name
 TRAIN_IMAGE, TRAIN_AUDIO, TRAIN_LABELS = "x_train_wr.npy", "x_train_sp.npy", "y_train.csv"
 TEST_IMAGE, TEST_AUDIO = "x_test_wr.npy", "x_test_sp.npy"
 NUM_CLASSES = 10
 IMAGE_SHAPE, AUDIO_SHAPE = (28, 28), (39, 13)
+PIXEL_ROUNDING = 1e-3  # pixels this far outside [0, 1] are rounding, kept as given
 
 
 @dataclass
@@ -65,18 +67,23 @@ def load_array(path: Path) -> np.ndarray:
 
 
 def as_images(array: np.ndarray, path: Path) -> np.ndarray:
-    """(N, 784) or (N, 28, 28), float in [0, 1] or 0..255 -> (N, 28, 28) float32 in [0, 1]; pixels
-    outside it by more than rounding are refused, never clipped."""
+    """(N, 784) or (N, 28, 28) -> (N, 28, 28) float32 in [0, 1]. Pixels in [0, 1] stay as given
+    (nothing is clipped; a rounding's worth outside is kept); whole numbers up to 255 are read as
+    0..255 and divided by 255, with a DataWarning that says so; anything else is refused: a guess
+    at its scale could silently turn noisy [0, 1] pixels that reach 2 into near-black ones."""
     if array.ndim == 2 and array.shape[1] == 784:
         array = array.reshape(-1, *IMAGE_SHAPE)
     elif array.shape[1:] != IMAGE_SHAPE:
         raise DataError(f"{path}: images have shape {array.shape}; expected (N, 784) or (N, 28, 28)")
     image = array.astype(np.float32)
-    if array.dtype == np.uint8 or image.max() > 1.5:  # 0..255 pixels
-        image /= 255.0
-    if image.min() < -1e-3 or image.max() > 1.0 + 1e-3:
-        raise DataError(f"{path}: pixel values span [{image.min():.3g}, {image.max():.3g}]; expected [0, 1] or 0..255")
-    return image  # within 1e-3 of [0, 1] (rounding) the pixels stay as given: nothing is clipped
+    low, high = float(image.min()), float(image.max())
+    if low >= -PIXEL_ROUNDING and high <= 1 + PIXEL_ROUNDING:
+        return image
+    if low >= 0 and high <= 255 and np.array_equal(image, np.round(image)):
+        read_as = f"{path}: pixels are whole numbers 0..{high:.0f}: read as 0..255, divided by 255"
+        warnings.warn(DataWarning(read_as), stacklevel=2)
+        return image / np.float32(255)
+    raise DataError(f"{path}: pixel values span [{low:.3g}, {high:.3g}]; expected [0, 1], or whole numbers 0..255")
 
 
 def as_audio(array: np.ndarray, path: Path) -> np.ndarray:

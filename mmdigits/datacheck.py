@@ -7,6 +7,8 @@ findings are words for the user, and errors are the loaders' own one-line DataEr
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +20,14 @@ from mmdigits.data import (
     TRAIN_AUDIO,
     TRAIN_IMAGE,
     TRAIN_LABELS,
+    Split,
     audio_groups,
     load_array,
     load_test,
     load_train,
     require_folder,
 )
+from mmdigits.errors import DataWarning
 
 SHIFT_WARNING = 0.5  # a test mean this many training spreads away from the training mean is a shift
 
@@ -78,6 +82,16 @@ def overlaps(train: np.ndarray, test: np.ndarray) -> int:
     return sum(row.tobytes() in seen for row in np.ascontiguousarray(test.reshape(len(test), -1)))
 
 
+def load_noting_units(load: Callable[[Path], Split], data_dir: Path, report: CheckReport) -> Split:
+    """`load(data_dir)`, with what the loader read in other units (DataWarning: 0..255 pixels)
+    among the report's warnings, where the user reads it beside the rest."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        split = load(data_dir)
+    report.warnings += [str(found.message) for found in caught if issubclass(found.category, DataWarning)]
+    return split
+
+
 def check_folder(data_dir: Path) -> CheckReport:
     """Describe every competition file in `data_dir` and what training on them would meet."""
     data_dir = require_folder(data_dir)
@@ -85,7 +99,7 @@ def check_folder(data_dir: Path) -> CheckReport:
     for name in (TRAIN_IMAGE, TRAIN_AUDIO, TEST_IMAGE, TEST_AUDIO):
         if (data_dir / name).is_file():
             report.files.append(describe_file(data_dir / name))
-    train = load_train(data_dir)  # raises the one-line DataError of the first real problem
+    train = load_noting_units(load_train, data_dir, report)  # raises the one-line DataError of the first real problem
     counts = np.bincount(train.labels, minlength=10)
     report.facts.append(f"{TRAIN_LABELS}: {len(train)} labels; per digit " + " ".join(map(str, counts)))
     if counts.min() < 0.5 * counts.mean():
@@ -102,7 +116,7 @@ def check_folder(data_dir: Path) -> CheckReport:
     if not ((data_dir / TEST_IMAGE).is_file() and (data_dir / TEST_AUDIO).is_file()):
         report.facts.append("no test files: predict needs x_test_wr.npy and x_test_sp.npy")
         return report
-    test = load_test(data_dir)
+    test = load_noting_units(load_test, data_dir, report)
     image_overlap, audio_overlap = overlaps(train.image, test.image), overlaps(train.audio, test.audio)
     report.facts.append(
         f"test: {len(test)} pairs; {image_overlap} test images and {audio_overlap} test clips also occur in train"

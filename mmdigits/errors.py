@@ -19,3 +19,8 @@ class UsageError(MmdigitsError):
 
 class TrainingDiverged(MmdigitsError):
     """The loss became NaN or Inf; the best checkpoint so far is kept."""
+
+
+class DataWarning(UserWarning):
+    """A file's values were read in other units than [0, 1] (0..255 pixels): the CLI prints it as
+    one `warning:` line, so that no change to a user's data goes unsaid."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mmdigits.artifacts import atomic_path, pyplot, save_figure
+from mmdigits.errors import DataWarning
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # progress and logs; results go to stdout
 results = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -30,6 +32,24 @@ def warn(lines: list[str]) -> None:
     """Warnings about a result go to stderr beside the progress lines, one line each."""
     for line in lines:
         console.print(f"warning: {line}")
+
+
+@contextmanager
+def data_warnings_as_lines() -> Iterator[None]:
+    """While a command runs, each DataWarning (a file read in other units) is one `warning:` line,
+    once per file and message; other warnings print as Python prints them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", DataWarning)  # a new filter: no message is muted from before
+        print_other = warnings.showwarning
+
+        def show_warning(message, category, *args, **kwargs) -> None:
+            if issubclass(category, DataWarning):
+                warn([str(message)])
+            else:
+                print_other(message, category, *args, **kwargs)
+
+        warnings.showwarning = show_warning
+        yield
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -351,3 +352,24 @@ def test_commands_on_test_files_warn_when_their_audio_is_in_other_units(trained_
     for result in (analysed, mapped):
         assert result.exit_code == 0, result.output
         assert expected in " ".join(result.stderr.split())
+
+
+def test_pixels_read_as_0_to_255_are_said_and_unknown_scales_refused(trained_run, tiny_data, tmp_path):
+    """Images saved as 0..255 train as [0, 1] with one warning line naming the file (train and data
+    check say it); test images whose values reach 2 are refused in one line, the old submission kept."""
+    folder = tmp_path / "bytes"
+    shutil.copytree(tiny_data, folder)
+    np.save(folder / "x_train_wr.npy", np.round(np.load(tiny_data / "x_train_wr.npy") * 255).astype(np.uint8))
+    trained = run_cli("train", "--data", folder, "--model", FAST_MODEL, "--epochs", "1", "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+    said = "x_train_wr.npy: pixels are whole numbers 0..255: read as 0..255, divided by 255"
+    assert [line for line in trained.stderr.splitlines() if "warning:" in line] == [f"warning: {folder}/{said}"]
+    checked = run_cli("data", "check", "--data", folder)
+    assert checked.exit_code == 0 and said in checked.stdout and "1 warning(s)" in checked.stdout
+    np.save(folder / "x_test_wr.npy", np.load(tiny_data / "x_test_wr.npy") * 2)
+    submission = tmp_path / "submission.csv"
+    submission.write_text("kept\n")
+    refused = run_cli("predict", "-c", trained_run / "best.pth", "--data", folder, "--out", submission)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.stderr.strip().startswith("Error: ") and "x_test_wr.npy: pixel values span [0, " in refused.stderr
+    assert submission.read_text() == "kept\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from mmdigits.data import (
     load_train,
     train_val_indices,
 )
-from mmdigits.errors import DataError
+from mmdigits.errors import DataError, DataWarning
 
 
 def copy_of(tiny_data, tmp_path):
@@ -46,10 +47,23 @@ def test_audio_is_frames_major():
     assert audio[0, 1, 0] == 13  # row 1 = the second frame's 13 coefficients
 
 
-def test_uint8_images_are_scaled():
-    pixels = np.full((2, 784), 255, dtype=np.uint8)
-    assert as_images(pixels, "x.npy").max() == pytest.approx(1.0)
-    assert as_images(pixels.astype(np.float64) * 0.5, "x.npy").max() == pytest.approx(0.5)
+def test_pixels_given_as_0_to_255_are_divided_by_255_with_a_warning_naming_the_file():
+    pixels = np.zeros((2, 784), dtype=np.uint8)
+    pixels[:, :5] = 0, 1, 128, 254, 255
+    for stored in (pixels, pixels.astype(np.float64), pixels.astype(np.int16)):
+        with pytest.warns(DataWarning, match=r"x.npy: pixels are whole numbers 0..255: read as 0..255, divided by 255"):
+            images = as_images(stored, "x.npy")
+        np.testing.assert_allclose(images.reshape(2, 784), pixels / 255, atol=1e-7)
+
+
+def test_pixels_beyond_1_that_are_not_0_to_255_are_refused_not_rescaled():
+    """Noisy [0, 1] images reaching 2 are no 0..255 images: dividing them by 255 would train on near-black."""
+    noisy = np.linspace(0, 2, 784)[None].repeat(2, axis=0)
+    said = r"x.npy: pixel values span \[0, 2\]; expected \[0, 1\], or whole numbers 0..255"
+    with pytest.raises(DataError, match=said):
+        as_images(noisy, "x.npy")
+    with pytest.raises(DataError, match="whole numbers 0..255"):
+        as_images(np.full((2, 784), 300.0), "x.npy")
 
 
 def test_pixels_a_rounding_outside_their_range_are_kept_as_given():
@@ -178,11 +192,14 @@ def test_valid_images_are_accepted_with_their_values(rows, flat, dtype, data, tm
     array = data.draw(hnp.arrays(dtype=dtype, shape=shape, elements=elements))
     path = tmp_path / "x_train_wr.npy"
     np.save(path, array)
-    images = as_images(load_array(path), path)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        images = as_images(load_array(path), path)
     assert images.shape == (rows, 28, 28) and images.dtype == np.float32
     pixels = array.reshape(rows, 28, 28).astype(np.float64)
-    expected = pixels / 255 if dtype == np.uint8 or pixels.max() > 1.5 else pixels
-    np.testing.assert_allclose(images, expected, atol=1e-6)
+    rescaled = pixels.max() > 1  # read as 0..255 only where a value is beyond [0, 1], and then said
+    np.testing.assert_allclose(images, pixels / 255 if rescaled else pixels, atol=1e-6)
+    assert [found.category for found in said] == ([DataWarning] if rescaled else [])
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
