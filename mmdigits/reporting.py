@@ -37,14 +37,16 @@ def warn(lines: list[str]) -> None:
 @contextmanager
 def data_warnings_as_lines() -> Iterator[None]:
     """While a command runs, each DataWarning (a file read in other units) is one `warning:` line,
-    once per file and message; other warnings print as Python prints them."""
+    once per file and message (under torchrun from rank 0 only, as the progress bar); other
+    warnings print as Python prints them."""
     with warnings.catch_warnings():
         warnings.simplefilter("default", DataWarning)  # a new filter: no message is muted from before
         print_other = warnings.showwarning
 
         def show_warning(message, category, *args, **kwargs) -> None:
             if issubclass(category, DataWarning):
-                warn([str(message)])
+                if os.environ.get("RANK", "0") == "0":
+                    warn([str(message)])
             else:
                 print_other(message, category, *args, **kwargs)
 

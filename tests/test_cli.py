@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ import pandas as pd
 import pytest
 import torch
 from conftest import FAST_MODEL, run_cli
+
+from mmdigits.errors import DataWarning
+from mmdigits.reporting import data_warnings_as_lines
 
 
 def test_help_runs_as_a_module():
@@ -373,3 +377,11 @@ def test_pixels_read_as_0_to_255_are_said_and_unknown_scales_refused(trained_run
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert refused.stderr.strip().startswith("Error: ") and "x_test_wr.npy: pixel values span [0, " in refused.stderr
     assert submission.read_text() == "kept\n"
+
+
+def test_a_data_warning_is_one_line_said_again_by_the_next_command_and_by_rank_0_only(monkeypatch, capsys):
+    for rank, said in (("0", True), ("0", True), ("1", False)):  # the same message twice: two commands
+        monkeypatch.setenv("RANK", rank)
+        with data_warnings_as_lines():
+            warnings.warn(DataWarning("x.npy: read as 0..255"), stacklevel=1)
+        assert (capsys.readouterr().err == "warning: x.npy: read as 0..255\n") == said
