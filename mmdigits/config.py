@@ -47,7 +47,11 @@ class TrainConfig:
     seed: int = option(0, "Seed for the split, initialisation, shuffles and augmentation.")
     device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
     precision: str = option("auto", "auto (bf16 autocast where the hardware runs it fast, else fp32), fp32 or bf16.")
-    augment: bool = option(True, "Affine image warps, MFCC frame shifts/masks, input noise.")
+    augment: bool = option(
+        True,
+        "Training augmentation, in units of the data's spread: image warps, blots, pen widths and noise; "
+        "audio frame shifts, masks, microphone offsets, a talker underneath, drowned clips and noise.",
+    )
     image_noise: float = option(1.5, "Strongest training noise on images, in units of the pixels' spread.")
     audio_noise: float = option(1.0, "Strongest training noise on audio, in units of each coefficient's spread.")
     modality_dropout: float = option(0.2, "Chance of blanking one modality of a training pair.")
