@@ -79,11 +79,17 @@ def as_images(array: np.ndarray, path: Path) -> np.ndarray:
     low, high = float(image.min()), float(image.max())
     if low >= -PIXEL_ROUNDING and high <= 1 + PIXEL_ROUNDING:
         return image
-    if low >= 0 and high <= 255 and np.array_equal(image, np.round(image)):
+    in_byte_range = low >= 0 and high <= 255
+    whole = np.array_equal(image, np.round(image))
+    if in_byte_range and whole:
         read_as = f"{path}: pixels are whole numbers 0..{high:.0f}: read as 0..255, divided by 255"
         warnings.warn(DataWarning(read_as), stacklevel=2)
         return image / np.float32(255)
-    raise DataError(f"{path}: pixel values span [{low:.3g}, {high:.3g}]; expected [0, 1], or whole numbers 0..255")
+    why = " and are not whole numbers" if in_byte_range else ""
+    raise DataError(
+        f"{path}: pixel values span [{low:.4g}, {high:.4g}]{why}; expected [0, 1], or whole numbers 0..255: "
+        "rescale or clip the images to [0, 1] first"
+    )
 
 
 def as_audio(array: np.ndarray, path: Path) -> np.ndarray:

@@ -59,10 +59,10 @@ def test_pixels_given_as_0_to_255_are_divided_by_255_with_a_warning_naming_the_f
 def test_pixels_beyond_1_that_are_not_0_to_255_are_refused_not_rescaled():
     """Noisy [0, 1] images reaching 2 are no 0..255 images: dividing them by 255 would train on near-black."""
     noisy = np.linspace(0, 2, 784)[None].repeat(2, axis=0)
-    said = r"x.npy: pixel values span \[0, 2\]; expected \[0, 1\], or whole numbers 0..255"
-    with pytest.raises(DataError, match=said):
+    said = r"x.npy: pixel values span \[0, 2\] and are not whole numbers; expected \[0, 1\], or whole numbers 0..255"
+    with pytest.raises(DataError, match=said + ": rescale or clip the images to \\[0, 1\\] first"):
         as_images(noisy, "x.npy")
-    with pytest.raises(DataError, match="whole numbers 0..255"):
+    with pytest.raises(DataError, match=r"x.npy: pixel values span \[300, 300\]; expected"):
         as_images(np.full((2, 784), 300.0), "x.npy")
 
 
