@@ -37,15 +37,17 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """Resolve --precision: auto takes bf16 on CUDA with bf16 support and on bf16-capable CPUs."""
+    """Resolve --precision: bf16 only where the hardware runs it natively, a CUDA GPU of compute
+    capability 8.0 or later or a CPU with AVX512-BF16 or AMX. On older GPUs (Kaggle's T4 and P100)
+    torch only emulates bf16, and `torch.cuda.is_bf16_supported()` says yes to the emulation."""
     if precision == "fp32":
         return False
     if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
+        supported = torch.cuda.is_bf16_supported(including_emulation=False)
     else:
         supported = device.type == "cpu" and cpu_has_fast_bf16()
     if precision == "bf16" and not supported:
-        raise UsageError(f"--precision bf16: not supported on {device}; use --precision fp32")
+        raise UsageError(f"--precision bf16: {device} does not run bf16 natively; use --precision fp32")
     return supported
 
 

@@ -314,6 +314,24 @@ def test_training_on_cpu_takes_the_matmul_attention_not_the_slower_fused_kernel(
     assert "Flash" in type(attended.grad_fn).__name__  # what torch would take on its own
 
 
+@pytest.mark.parametrize(("major", "native"), [(6, False), (7, False), (8, True), (9, True)])
+def test_auto_precision_takes_bf16_only_on_gpus_that_run_it_natively(major, native, monkeypatch):
+    """Kaggle's free GPUs (P100: 6.0, T4: 7.5) can make bf16 tensors, so torch's plain
+    `is_bf16_supported()` says yes, but they only emulate its arithmetic: auto must take fp32 there,
+    and an explicit --precision bf16 is refused in one line; Ampere (8.x) and Hopper (9.0) run it."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: type("Gpu", (), {"major": major}))
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)  # emulation works
+    gpu = torch.device("cuda")
+    assert runtime.use_bf16("auto", gpu) is native and runtime.use_bf16("fp32", gpu) is False
+    if native:
+        assert runtime.use_bf16("bf16", gpu) is True
+    else:
+        with pytest.raises(UsageError, match="--precision bf16: cuda does not run bf16 natively; use --precision fp32"):
+            runtime.use_bf16("bf16", gpu)
+
+
 @pytest.mark.parametrize(("name", "blanked_rows_expected"), [("cnn_image_only", False), (FAST_MODEL, True)])
 def test_modality_dropout_blanks_only_a_model_that_reads_both(name, blanked_rows_expected):
     """A blanked input is the average one (all zeros in z-scores). A unimodal baseline never gets
