@@ -75,7 +75,7 @@ def as_images(array: np.ndarray, path: Path) -> np.ndarray:
         array = array.reshape(-1, *IMAGE_SHAPE)
     elif array.shape[1:] != IMAGE_SHAPE:
         raise DataError(f"{path}: images have shape {array.shape}; expected (N, 784) or (N, 28, 28)")
-    image = array.astype(np.float32)
+    image = array.astype(np.float32, copy=False)
     low, high = float(image.min()), float(image.max())
     if low >= -PIXEL_ROUNDING and high <= 1 + PIXEL_ROUNDING:
         return image
@@ -93,12 +93,13 @@ def as_images(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def as_audio(array: np.ndarray, path: Path) -> np.ndarray:
-    """(N, 507) or (N, 39, 13) -> (N, 39, 13) [frame, coefficient], float64 kept, else float32."""
+    """(N, 507) or (N, 39, 13) -> (N, 39, 13) [frame, coefficient], float64 kept, else float32;
+    not copied when it already is one of them (loading 60,000 pairs: 0.1 GB less at peak)."""
     dtype = np.float64 if array.dtype == np.float64 else np.float32
     if array.ndim == 2 and array.shape[1] == 507:
-        return array.reshape(-1, *AUDIO_SHAPE).astype(dtype)  # frames-major
+        return array.reshape(-1, *AUDIO_SHAPE).astype(dtype, copy=False)  # frames-major
     if array.shape[1:] == AUDIO_SHAPE:
-        return array.astype(dtype)
+        return array.astype(dtype, copy=False)
     raise DataError(f"{path}: audio has shape {array.shape}; expected (N, 507) or (N, 39, 13)")
 
 

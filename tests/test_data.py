@@ -45,6 +45,8 @@ def test_audio_is_frames_major():
     flat = np.arange(507, dtype=np.float64)[None]
     audio = as_audio(flat, "x.npy")
     assert audio[0, 1, 0] == 13  # row 1 = the second frame's 13 coefficients
+    assert audio.dtype == np.float64 and np.shares_memory(audio, flat)  # kept, not copied
+    assert as_audio(flat.astype(np.int32), "x.npy").dtype == np.float32
 
 
 def test_pixels_given_as_0_to_255_are_divided_by_255_with_a_warning_naming_the_file():
