@@ -33,7 +33,7 @@ class TrainConfig:
     data: str = option(".", "Folder with the competition's .npy/.csv files.")
     model: str = option(DEFAULT_MODEL, "Registered model name; see `mmdigits models`.")
     out: str = option("", "Run folder (default: runs/<model>).")
-    epochs: int = option(0, "Passes over the training split; 0: auto (2,800+ optimiser steps, 15-40 epochs).")
+    epochs: int = option(0, "Passes over the training split; 0: auto (about 2,800 optimiser steps in 15-40 epochs).")
     batch_size: int = option(
         0,
         "Pairs per optimisation step; 0: auto (about 70 steps an epoch, 32-256; a GPU: up to 1024).",
