@@ -26,6 +26,29 @@ def test_help_runs_as_a_module():
         assert command in done.stdout
 
 
+def test_the_entry_point_freezes_the_heap_when_a_command_ends(tmp_path):
+    """Failed or not, a command leaves its objects to the operating system: the interpreter's last
+    garbage collection over torch's heap cost 0.3-0.9 s a command (docs/benchmarks.md). Here the
+    data is missing while train's background import (runtime.import_while_loading) still runs:
+    the error stays one line."""
+    script = (
+        "import gc, sys\n"
+        "from mmdigits.cli import run\n"
+        "sys.argv = ['mmdigits', 'train', '--data', sys.argv[1]]\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit as done:\n"
+        "    print(done.code, gc.get_freeze_count() > 0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "missing")], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["1", "True"], done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / 'missing'}: no such folder (pass --data DIR with the competition files)"
+    ]
+
+
 def test_version_and_short_help():
     assert run_cli("--version").stdout.startswith("mmdigits ")
     assert "Usage" in run_cli("train", "-h").stdout

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md in one go: wall time and test accuracy of `mmdigits train`
 # at 60,000 pairs x 20 epochs (the step recorded as a CUDA graph, with and without cuDNN's
-# autotuning, with the GPU's start-up overlapping the data loading, the GPU recipe, the CPU recipe,
+# autotuning, with the GPU's start-up overlapping the data loading, the GPU recipe, with the seconds
+# of each piece of the run (tools/trace_run.py), the CPU recipe,
 # 1-GPU torchrun (recorded too), --compile cold and warm), `mmdigits bench --device cuda` with and without
 # --cuda-graph, then the GPU recipe against the CPU recipe on a foreign-profile set, batch 512
 # and the automatic epochs.
@@ -21,7 +22,7 @@ train() {
     local name=$1 limit=$2 data=$3
     shift 3
     local started wall_ms test_acc last
-    started=$(date +%s%N)
+    started=$(date +%s%N) logged=$(wc -l <"$log")
     timeout "$limit" "${TRAIN[@]}" train --data "$data" --out "$work/$name" --overwrite "$@" >>"$log" 2>&1
     rc=$?
     wall_ms=$((($(date +%s%N) - started) / 1000000))
@@ -34,6 +35,7 @@ train() {
     epochs_s=$(awk -F, 'NR == 2 {first = $8} NR > 1 {all += $8} END {printf "first %.1fs, all %.1fs", first, all}' \
         "$work/$name/metrics.csv" 2>/dev/null)
     note "$name rc=$rc wall=${wall_ms}ms epochs ${epochs_s:-?} test ${test_acc:-?} | last epoch: ${last:-?}"
+    tail -n +$((logged + 1)) "$log" | grep -m1 '^trace:' | tee -a "$summary"  # tools/trace_run.py's pieces
     cp "$work/$name/metrics.csv" "$work/metrics-$name.csv" 2>/dev/null
 }
 TRAIN=(python3 -m mmdigits)
@@ -57,16 +59,18 @@ note "warm-up run rc=$?"
 # In the order of what a session with little device time needs first (the 2026-11-28 call ran out of
 # time after the foreign pair, so compile and torchrun now come before it; the old recipe, timed
 # then, comes last).
-train graph20 120 "$work/S" --epochs "$epochs" --cuda-graph              # one replay a step (not yet timed)
+TRAIN=(python3 tools/trace_run.py)                                       # the seconds of each piece: where
+train graph20 120 "$work/S" --epochs "$epochs" --cuda-graph              # the time goes; one replay a step
 graph=(); [ "$rc" -eq 0 ] && graph=(--cuda-graph)                        # for 1-GPU torchrun below, if it records
 TRAIN=(python3 tools/cudnn_heuristics.py)                                # cuDNN's autotuning off: its share
 train graph20_heuristics 120 "$work/S" --epochs "$epochs" --cuda-graph  # of the 6-7 s first epoch
 TRAIN=(python3 tools/cuda_warm_start.py)                                 # CUDA, cuBLAS and cuDNN start up
 train graph20_warm 120 "$work/S" --epochs "$epochs" --cuda-graph        # while the data loads: the saving
-TRAIN=(python3 -m mmdigits)
+TRAIN=(python3 tools/trace_run.py)
 train gpu20 120 "$work/S" --epochs "$epochs"                             # the GPU recipe (auto: 1024)
-# Where the time outside the epochs goes (15 s of the 40 s on 2026-11-28): one epoch under cProfile,
-# with the import times; summarised here, the whole profile kept for pstats.
+TRAIN=(python3 -m mmdigits)
+# Where the time outside the epochs goes (15 s of the 40 s on 2026-11-28), in more detail than the
+# `trace:` lines: one epoch under cProfile, with the import times; the whole profile kept for pstats.
 timeout 90 python3 -X importtime -m cProfile -o "$out/startup.prof" -m mmdigits train --data "$work/S" --epochs 1 \
     --out "$work/startup" --overwrite >>"$log" 2>"$out/importtime.txt"
 note "startup profile rc=$?"
