@@ -1,0 +1,38 @@
+"""tools/: the variants of the CLI that tools/gpu_bench.sh runs on a lent GPU. Each replaces pieces
+of mmdigits by name, so a rename must fail here on the CPU, not in the device's scarce minutes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FAST_MODEL
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def train_with(tool: str, data: Path, out: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(TOOLS / tool), "train", "--data", str(data), "--model", FAST_MODEL]
+    command += ["--epochs", "2", "--device", "cpu", "--out", str(out)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("tool", ["cudnn_heuristics.py", "cuda_warm_start.py"])
+def test_the_gpu_variants_of_the_cli_train_as_the_cli_does_on_a_cpu(tool, tiny_data, tmp_path):
+    done = train_with(tool, tiny_data, tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "best.pth").is_file()
+
+
+def test_the_trace_gives_the_seconds_of_every_piece_of_a_run(tiny_data, tmp_path):
+    done = train_with("trace_run.py", tiny_data, tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("trace: ")]
+    words = line.split()[1:]
+    pieces = dict(zip(words[::2], words[1::2], strict=True))
+    for piece in ("wall", "import_torch", "load_train", "split_for", "model_to_device", "tensors_to_device"):
+        assert piece in pieces
+    for piece in ("make_optimizer", "first_epoch", "evaluate", "save_epoch", "calibrate_best", "plot_curves"):
+        assert piece in pieces
+    assert pieces["other_epochs"].endswith("x1") and pieces["evaluate"].endswith("x2")
+    assert float(pieces["first_epoch"]) < float(pieces["wall"])
