@@ -9,14 +9,15 @@ import numpy as np
 import torch
 
 from mmdigits.artifacts import pyplot, save_figure
-from mmdigits.inference import as_tensor
+from mmdigits.inference import as_tensor, inference_batch
 
 
 @torch.inference_mode()
 def embeddings_for(
-    model: torch.nn.Module, image, audio, device: torch.device, batch_size: int = 2048
+    model: torch.nn.Module, image, audio, device: torch.device, batch_size: int | None = None
 ) -> dict[str, np.ndarray]:
     """{'image': (N, D), 'audio': (N, D), 'fused': (N, F)} for every modality the model has."""
+    batch_size = batch_size or inference_batch(device)
     model.eval()
     chunks: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(image), batch_size):

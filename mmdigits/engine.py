@@ -238,7 +238,7 @@ def train_one_epoch(
 
 
 def evaluate(
-    model: torch.nn.Module, data: Tensors, batch_size: int = 2048, bf16: bool = False, dist: Distributed = SINGLE
+    model: torch.nn.Module, data: Tensors, batch_size: int | None = None, bf16: bool = False, dist: Distributed = SINGLE
 ) -> dict[str, float]:
     """Loss, accuracy and macro F1 on a labelled split, in eval mode. Confusion counts and the loss
     sum stay on the device until one copy at the end; under torchrun each rank scores its shard and
