@@ -10,9 +10,10 @@ from torch import nn
 
 from mmdigits.checkpoint import load_model, save_checkpoint
 from mmdigits.config import TrainConfig
+from mmdigits.embeddings import embeddings_for
 from mmdigits.engine import training_loss
 from mmdigits.errors import UsageError
-from mmdigits.inference import unlike_training
+from mmdigits.inference import logits_for, unlike_training
 from mmdigits.models import create_model, list_models, model_arguments, registry
 from mmdigits.models.attention import attend, encode
 from mmdigits.models.fusion import FUSIONS, GatedFusion
@@ -53,6 +54,19 @@ def check_gradients(name: str) -> None:
 @pytest.mark.parametrize("name", list_models())
 def test_eval_is_deterministic_and_embed_shapes(name):
     check_eval(name)
+
+
+def test_inference_in_chunks_gives_what_one_pass_over_the_whole_set_gives():
+    """Validation, predict and tsne read a set in chunks (512 pairs on a CPU): every row comes back
+    once, in order, as one pass over all of them gives it (1,100 pairs: chunks of 512, 512, 76)."""
+    torch.manual_seed(0)
+    model = create_model("cnn_transformer_attention").eval()
+    image, audio = torch.rand(1100, 28, 28), torch.randn(1100, 39, 13)
+    cpu = torch.device("cpu")
+    torch.testing.assert_close(logits_for(model, image, audio, cpu), logits_for(model, image, audio, cpu, 1100))
+    chunked, whole = embeddings_for(model, image, audio, cpu), embeddings_for(model, image, audio, cpu, 1100)
+    for name in ("image", "audio", "fused"):
+        torch.testing.assert_close(chunked[name], whole[name])
 
 
 def check_eval(name: str) -> None:
