@@ -345,9 +345,9 @@ def demo(
 def run() -> None:
     """Console-script entry point. A SIGINT the parent left ignored is restored, so that Ctrl-C
     stops any command (training replaces it with its own stop-between-batches handler). At the
-    end every object is frozen out of the garbage collector: the interpreter's last collection
-    would otherwise walk torch's whole heap on the way out: 0.3-0.9 s a command, the most after training
-    (measured in docs/benchmarks.md); nothing of ours waits on it (our files are closed by then)."""
+    end every object is frozen out of the garbage collector, whose last collection would otherwise
+    walk torch's whole heap on the way out (0.3-0.9 s a command, the most after training;
+    docs/benchmarks.md). Nothing of ours waits on that collection: our files are closed by then."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app(prog_name="mmdigits")

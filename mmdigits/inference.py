@@ -31,7 +31,7 @@ def as_tensor(values: np.ndarray | torch.Tensor, device: torch.device) -> torch.
 
 def inference_batch(device: torch.device) -> int:
     """Pairs a forward pass takes at once outside training: 512 on a CPU, where a chunk's
-    activations then stay in cache (12-50 % more pairs/s than 2,048 on 2 cores, in bf16 and in
+    activations then stay in cache (11-59 % more pairs/s than 2,048 on 2 cores, in bf16 and in
     fp32: docs/benchmarks.md); 2,048 on a GPU, where a pass costs its kernel launches."""
     return 512 if device.type == "cpu" else 2048
 
