@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mmdigits import augment
+from mmdigits.models.network import UNSEEN_ENERGY
 from mmdigits.runtime import autocast, use_bf16
 
 TTA_VIEWS = 8  # the plain input plus 7 small shifts/rotations of the image and frame shifts
@@ -130,4 +131,25 @@ def unlike_training(model: torch.nn.Module, image: np.ndarray, audio: np.ndarray
                 f"away, spreads {ratio.min():.3g}-{ratio.max():.3g} x the training ones): other units or scaling? "
                 f"The model then decides on the {other}; keep train and test files in the same units"
             )
-    return found
+    return found + set_aside(model, image, audio, names)
+
+
+@torch.inference_mode()
+def set_aside(model: torch.nn.Module, image: np.ndarray, audio: np.ndarray, names: tuple[str, str]) -> list[str]:
+    """One line per file (named by `names`) with inputs a fused model sets aside as noise it never
+    saw (MultimodalNet.unseen): those pairs are decided by the other modality alone."""
+    if not getattr(model, "bimodal", False) or not len(image):
+        return []
+    device = model.image_mean.device
+    counts = torch.zeros(2, dtype=torch.long)
+    for start in range(0, len(image), inference_batch(device)):
+        rows = slice(start, start + inference_batch(device))
+        normalised = model.normalise(as_tensor(image[rows], device), as_tensor(audio[rows], device))
+        counts += torch.stack([unseen.sum() for unseen in model.unseen(*normalised)]).cpu()
+    subjects = (("images", "the audio"), ("clips", "the image"))
+    return [
+        f"{name}: {count} of {len(image)} {subject} carry over {UNSEEN_ENERGY:g} x the energy of any training input "
+        f"(noise the model never saw): the model sets them aside and lets {other} decide those pairs"
+        for name, count, (subject, other) in zip(names, counts.tolist(), subjects, strict=True)
+        if count
+    ]

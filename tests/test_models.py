@@ -268,3 +268,41 @@ def test_inputs_unlike_the_training_data_are_named_for_the_modalities_a_model_re
         assert unlike_training(model, image.numpy(), raw_audio.numpy(), names) == []
         found = unlike_training(model, image.numpy(), scaled_audio.numpy(), names)
         assert len(found) == expected and all(line.startswith("x_test_sp.npy: the audio is") for line in found)
+
+
+def test_a_fused_model_sets_aside_a_modality_far_louder_than_any_training_input():
+    """Audio with 10 x the energy of the loudest training clip is noise the encoder never saw: in
+    eval the pair is decided as if the clip were the average one (its blank), whatever the noise,
+    and set_aside names the file; in-range audio still counts, and training sees every input."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(200, 28, 28, generator=generator)
+    audio = torch.randn(200, 39, 13, generator=generator, dtype=torch.float64) * 30 + 5
+    model = create_model("cnn_transformer_attention").eval()
+    model.fit_normalisation(image, audio)
+    loud = [audio[:BATCH] * 10, torch.randn(BATCH, 39, 13, generator=generator, dtype=torch.float64) * 300]
+    blank = model.audio_mean.expand(BATCH, 39, 13)
+    with torch.no_grad():
+        expected = model(image[:BATCH], blank)
+        for clips in loud:
+            torch.testing.assert_close(model(image[:BATCH], clips), expected)
+        assert not torch.allclose(model(image[:BATCH], audio[:BATCH]), expected)
+        assert not torch.allclose(model.train()(image[:BATCH], loud[0]), model(image[:BATCH], blank))
+    names = ("x_test_wr.npy", "x_test_sp.npy")
+    mixed = torch.cat([audio[:100], loud[0]])  # in the training units overall: only the loud ones are named
+    found = unlike_training(model.eval(), image[:106].numpy(), mixed.numpy(), names)
+    assert found == [
+        f"x_test_sp.npy: {BATCH} of 106 clips carry over 2 x the energy of any training input (noise the model "
+        "never saw): the model sets them aside and lets the image decide those pairs"
+    ]
+
+
+def test_checkpoints_from_before_the_energy_limits_set_nothing_aside(tmp_path):
+    """A state_dict without the limits loads with none (inf): the model answers as it always did."""
+    model = create_model("cnn_rnn_linear")
+    model.fit_normalisation(*inputs(1))
+    state = {key: value for key, value in model.state_dict().items() if not key.endswith("_limit")}
+    payload = {"model": "cnn_rnn_linear", "model_kwargs": dict(model.arguments), "state_dict": state}
+    path = save_checkpoint(tmp_path / "old.pth", payload)
+    loaded, _ = load_model(path)
+    assert loaded.image_limit.item() == loaded.audio_limit.item() == float("inf")
+    assert torch.isfinite(model.audio_limit) and model.audio_limit > 0
