@@ -111,7 +111,8 @@ def ensemble_probabilities(
 def unlike_training(model: torch.nn.Module, image: np.ndarray, audio: np.ndarray, names: tuple[str, str]) -> list[str]:
     """One line per modality (its file named by `names`) whose inputs are unlike what the model was
     trained on by far more than noise makes them: other units or scaling, most likely. The model
-    still answers, leaning on the other modality, so the user must hear it; nothing is changed."""
+    still answers, leaning on the other modality, so the user must hear it; nothing is changed.
+    Then set_aside's lines: the pairs where the model answered with one modality only."""
     modalities = {
         "image": (image, (28, 28), (0, 1, 2), "the images are"),
         "audio": (audio, (39, 13), (0, 1), "the audio is"),
