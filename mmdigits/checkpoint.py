@@ -57,21 +57,15 @@ def load_resume(path: Path) -> dict[str, Any]:
 def restore_training(payload: dict[str, Any], model: MultimodalNet, optimizer: Any, scheduler: Any) -> tuple:
     """Load last.pth's state into the model, optimizer and scheduler; returns (history, best
     epoch, best F1, next epoch)."""
-    model.load_state_dict(with_defaults(payload["state_dict"]))
+    model.load_state_dict(with_temperature(payload["state_dict"]))
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     return list(payload["history"]), payload["best_epoch"], payload["best_f1"], payload["epoch"] + 1
 
 
-def with_defaults(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Buffers older checkpoints lack, at values that keep their behaviour: no temperature (T = 1)
-    from before calibration, no energy limits (inf) from before unseen inputs were set aside."""
-    defaults = {
-        "temperature": torch.ones(()),
-        "image_limit": torch.tensor(torch.inf),
-        "audio_limit": torch.tensor(torch.inf),
-    }
-    return defaults | state
+def with_temperature(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints from before calibration have no temperature: they keep their logits (T = 1)."""
+    return {"temperature": torch.ones(()), **state}
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
@@ -119,7 +113,7 @@ def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoin
     """Rebuild the model the checkpoint describes, weights loaded, in eval mode."""
     try:
         model = create_model(payload["model"], **{**LEGACY_ARGUMENTS, **payload["model_kwargs"]})
-        model.load_state_dict(with_defaults(payload["state_dict"]))
+        model.load_state_dict(with_temperature(payload["state_dict"]))
     except (RuntimeError, TypeError, KeyError, ValueError) as error:
         reason = str(error).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path}: weights do not fit model '{payload['model']}' ({reason})") from None

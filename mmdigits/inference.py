@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from mmdigits import augment
-from mmdigits.models.network import UNSEEN_ENERGY
 from mmdigits.runtime import autocast, use_bf16
 
 TTA_VIEWS = 8  # the plain input plus 7 small shifts/rotations of the image and frame shifts
@@ -111,8 +110,7 @@ def ensemble_probabilities(
 def unlike_training(model: torch.nn.Module, image: np.ndarray, audio: np.ndarray, names: tuple[str, str]) -> list[str]:
     """One line per modality (its file named by `names`) whose inputs are unlike what the model was
     trained on by far more than noise makes them: other units or scaling, most likely. The model
-    still answers, leaning on the other modality, so the user must hear it; nothing is changed.
-    Then set_aside's lines: the pairs where the model answered with one modality only."""
+    still answers, leaning on the other modality, so the user must hear it; nothing is changed."""
     modalities = {
         "image": (image, (28, 28), (0, 1, 2), "the images are"),
         "audio": (audio, (39, 13), (0, 1), "the audio is"),
@@ -132,25 +130,4 @@ def unlike_training(model: torch.nn.Module, image: np.ndarray, audio: np.ndarray
                 f"away, spreads {ratio.min():.3g}-{ratio.max():.3g} x the training ones): other units or scaling? "
                 f"The model then decides on the {other}; keep train and test files in the same units"
             )
-    return found + set_aside(model, image, audio, names)
-
-
-@torch.inference_mode()
-def set_aside(model: torch.nn.Module, image: np.ndarray, audio: np.ndarray, names: tuple[str, str]) -> list[str]:
-    """One line per file (named by `names`) with inputs a fused model sets aside as noise it never
-    saw (MultimodalNet.unseen): those pairs are decided by the other modality alone."""
-    if not getattr(model, "bimodal", False) or not len(image):
-        return []
-    device = model.image_mean.device
-    counts = torch.zeros(2, dtype=torch.long)
-    for start in range(0, len(image), inference_batch(device)):
-        rows = slice(start, start + inference_batch(device))
-        normalised = model.normalise(as_tensor(image[rows], device), as_tensor(audio[rows], device))
-        counts += torch.stack([unseen.sum() for unseen in model.unseen(*normalised)]).cpu()
-    subjects = (("images", "the audio"), ("clips", "the image"))
-    return [
-        f"{name}: {count} of {len(image)} {subject} carry over {UNSEEN_ENERGY:g} x the energy of any training input "
-        f"(noise the model never saw): the model sets them aside and lets {other} decide those pairs"
-        for name, count, (subject, other) in zip(names, counts.tolist(), subjects, strict=True)
-        if count
-    ]
+    return found
