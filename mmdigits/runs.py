@@ -94,7 +94,7 @@ def train_run(
     config.validate()
     dist, device = init_distributed(config.device)
     config.check_place(device.type, dist.enabled)
-    configure(device, config.deterministic)
+    configure(device, config.deterministic, autotune=not config.cuda_graph)
     if not dist.is_main:  # only global rank 0 speaks and writes
         log, on_epoch, on_batch = (lambda message: None), None, None
     import_while_loading("torch._dynamo")  # the optimizer's; 0.85 s otherwise spent after the split

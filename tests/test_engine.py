@@ -354,3 +354,33 @@ def test_modality_dropout_blanks_only_a_model_that_reads_both(name, blanked_rows
     image_blank = (seen[0][:, :784] == 0).all(dim=1)
     audio_blank = (seen[0][:, 784:] == 0).all(dim=1)
     assert bool((image_blank | audio_blank).any()) is blanked_rows_expected
+
+
+def test_a_recorded_step_leaves_the_convolutions_to_cudnns_heuristics(tiny_data, tmp_path, monkeypatch):
+    """With --cuda-graph a run configures CUDA without cuDNN's autotuning (measured faster on an H200,
+    docs/benchmarks.md); without it, autotuning stays on. Checked where train_run configures the device."""
+    from mmdigits import runs
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+    try:
+        runtime.configure(torch.device("cuda"), autotune=False)
+        assert cudnn.benchmark is False
+        runtime.configure(torch.device("cuda"))
+        assert cudnn.benchmark is True
+    finally:  # the process's flags as they were, for the tests after this one
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
+
+    class Configured(Exception):
+        pass
+
+    def record(device, deterministic=False, autotune=True):
+        raise Configured(autotune)
+
+    monkeypatch.setattr(TrainConfig, "check_place", lambda self, device_type, distributed: None)
+    monkeypatch.setattr(runs, "configure", record)
+    for cuda_graph in (True, False):
+        config = TrainConfig(model=FAST_MODEL, data=str(tiny_data), out=str(tmp_path / "run"), cuda_graph=cuda_graph)
+        with pytest.raises(Configured) as configured:
+            train_run(config)
+        assert configured.value.args == (not cuda_graph,)
