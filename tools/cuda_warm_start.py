@@ -41,8 +41,8 @@ fit = mmdigits.runs.fit
 warming: list[threading.Thread] = []
 
 
-def configure_and_warm(device: torch.device, deterministic: bool = False) -> None:
-    configure(device, deterministic)
+def configure_and_warm(device: torch.device, deterministic: bool = False, autotune: bool = True) -> None:
+    configure(device, deterministic, autotune)
     if device.type == "cuda":
         warming.append(threading.Thread(target=warm, args=(device,), daemon=True))
         warming[-1].start()

@@ -1,6 +1,7 @@
 """`python tools/cudnn_heuristics.py train ...`: the mmdigits CLI with cuDNN's autotuning off, so
 that tools/gpu_bench.sh can tell how much of the first epoch on a GPU is `cudnn.benchmark` trying
-every convolution algorithm (with it off, cuDNN's heuristics pick one without timing them)."""
+every convolution algorithm (with it off, cuDNN's heuristics pick one without timing them). Runs
+with --cuda-graph configure it off themselves since 2026-11-30; this tool turns it off for the rest."""
 
 import torch
 
@@ -10,9 +11,8 @@ from mmdigits.cli import run
 configure = mmdigits.runs.configure
 
 
-def configure_without_autotuning(device: torch.device, deterministic: bool = False) -> None:
-    configure(device, deterministic)
-    torch.backends.cudnn.benchmark = False
+def configure_without_autotuning(device: torch.device, deterministic: bool = False, autotune: bool = True) -> None:
+    configure(device, deterministic, autotune=False)  # what --cuda-graph runs do anyway; here for every run
 
 
 mmdigits.runs.configure = configure_without_autotuning

@@ -62,8 +62,8 @@ note "warm-up run rc=$?"
 TRAIN=(python3 tools/trace_run.py)                                       # the seconds of each piece: where
 train graph20 120 "$work/S" --epochs "$epochs" --cuda-graph              # the time goes; one replay a step
 graph=(); [ "$rc" -eq 0 ] && graph=(--cuda-graph)                        # for 1-GPU torchrun below, if it records
-TRAIN=(python3 tools/cudnn_heuristics.py)                                # cuDNN's autotuning off: its share
-train graph20_heuristics 120 "$work/S" --epochs "$epochs" --cuda-graph  # of the 6-7 s first epoch
+TRAIN=(python3 tools/cudnn_heuristics.py)                                # cuDNN's autotuning off (what graph
+train gpu20_heuristics 120 "$work/S" --epochs "$epochs"                  # runs do since 2026-11-30) without it
 TRAIN=(python3 tools/cuda_warm_start.py)                                 # CUDA, cuBLAS and cuDNN start up
 train graph20_warm 120 "$work/S" --epochs "$epochs" --cuda-graph        # while the data loads: the saving
 TRAIN=(python3 tools/trace_run.py)
