@@ -24,7 +24,7 @@ from mmdigits.reference import train_reference
 from mmdigits.runtime import configure, pick_device, use_bf16
 
 REFERENCE = "reference (competition solution)"
-StepOptions = dict[str, bool]  # how our models' steps run: TrainConfig's compile and cuda_graph
+StepOptions = dict[str, bool | None]  # how our models' steps run: TrainConfig's compile and cuda_graph
 NO_OPTIONS: StepOptions = {}
 TARGET_ACCURACY = 0.99  # time-to-accuracy: training seconds until validation reaches this
 
@@ -72,11 +72,13 @@ def speed_figures(n_train: int, history: list[dict[str, float]]) -> dict[str, fl
 def bench_model(
     name: str, train: Split, val: Split, epochs: int, device: torch.device, seed: int, step: StepOptions = NO_OPTIONS
 ) -> dict[str, float | None]:
-    """Train `name` with the default recipe for `epochs`; time training and inference."""
+    """Train `name` with the default recipe for `epochs`, its device configured as `train` does;
+    time training and inference."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(model=name, epochs=epochs, seed=seed, out=out, device=str(device), **step)
+        configure(device, autotune=not config.records_graph(device.type == "cuda"))
         torch.manual_seed(seed)
         model = create_model(name)
         started = time.perf_counter()
@@ -91,6 +93,7 @@ def bench_model(
 
 
 def bench_reference(train: Split, val: Split, epochs: int, device: torch.device, seed: int) -> dict[str, float | None]:
+    configure(device)  # threads on a CPU; on CUDA cuDNN autotunes its convolutions, to the loop's advantage
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
@@ -116,7 +119,6 @@ def run_bench(
 ) -> dict:
     """Benchmark the reference loop (for `reference_epochs`, default `epochs`: its speed is steady
     after the first), then each model; rows carry the speed-up over the reference's pairs/s."""
-    configure(device)
     reference_epochs = reference_epochs or epochs
     log(f"reference loop: {len(train)} train pairs, {reference_epochs} epochs")
     rows = {REFERENCE: bench_reference(train, val, reference_epochs, device, seed)}
@@ -133,7 +135,10 @@ def run_bench(
         "train_pairs": len(train),
         "val_pairs": len(val),
         "epochs": epochs,
-        "step_options": {name: value for name, value in step.items() if value},  # compile, cuda_graph
+        "step_options": {  # as the runs resolved them: the CUDA graph is on by default on a GPU
+            "compile": bool(step.get("compile")),
+            "cuda_graph": TrainConfig(**step).records_graph(device.type == "cuda"),
+        },
         "target_accuracy": TARGET_ACCURACY,
         "rows": rows,
     }

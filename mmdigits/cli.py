@@ -209,8 +209,12 @@ def bench(
         bool, typer.Option("--compile", help="torch.compile our models (CUDA graphs on a GPU).")
     ] = False,
     cuda_graph: Annotated[
-        bool, typer.Option("--cuda-graph", help="Record our models' training step as one CUDA graph (one GPU).")
-    ] = False,
+        Optional[bool],
+        typer.Option(
+            "--cuda-graph/--no-cuda-graph",
+            help="Record our models' training step as one CUDA graph; default: on for one CUDA GPU without --compile.",
+        ),
+    ] = None,
     reference_epochs: Annotated[
         int, typer.Option(help="Epochs of the reference loop; 0: as --epochs (its speed is steady after one).")
     ] = 0,
@@ -218,7 +222,7 @@ def bench(
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Training/inference speed of our models beside the competition's reference loop, same run."""
-    step = {"compile": compile, "cuda_graph": cuda_graph}
+    step = {"compile": compile, "cuda_graph": cuda_graph}  # None: the run's own choice
     figures = lib.bench.bench_generated(
         lib.models.parse_models(models), samples, epochs, device, step, out, reference_epochs, console.print, overwrite
     )

@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Any, Optional, get_type_hints
+from typing import Annotated, Any, Optional, get_args, get_type_hints
 
 import typer
 
@@ -60,9 +60,10 @@ def flag(name: str) -> str:
 
 
 def config_parameter(name: str, default: Any, help: str) -> inspect.Parameter:
-    """One keyword parameter carrying a typer option: --name (bools also --no-name)."""
+    """One keyword parameter carrying a typer option: --name (bools also --no-name; a bool that may be
+    None is left to the run when neither is given)."""
     kind = FIELD_TYPES[name]
-    declaration = f"{flag(name)}/--no-{name.replace('_', '-')}" if kind is bool else flag(name)
+    declaration = f"{flag(name)}/--no-{name.replace('_', '-')}" if bool in (kind, *get_args(kind)) else flag(name)
     option = typer.Option(declaration, help=help)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
 

@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 from mmdigits.errors import UsageError
 
@@ -61,10 +61,11 @@ class TrainConfig:
     patience: int = option(0, "Stop after N epochs without a better val macro-F1; 0: never.")
     max_samples: int = option(0, "Use only the first N training rows (quick trials); 0: all.")
     compile: bool = option(False, "torch.compile the model (on one GPU with CUDA graphs).")
-    cuda_graph: bool = option(
-        False,
-        "Record the whole training step once as a CUDA graph and replay it, cuDNN picking by heuristics (one CUDA "
-        "GPU; 60,000 pairs x 20 epochs on an H200: 19-25 s from start to exit, 40 s without).",
+    cuda_graph: bool | None = option(
+        None,
+        "Record the whole training step once as a CUDA graph and replay it, cuDNN picking by heuristics; default: "
+        "on for one CUDA GPU without --compile (60,000 pairs x 20 epochs on an H200: 19-25 s from start to exit, "
+        "40 s with --no-cuda-graph).",
     )
     deterministic: bool = option(False, "Deterministic kernels (GPU).")
 
@@ -108,13 +109,26 @@ class TrainConfig:
         """Raise UsageError for an option the run's device or launch cannot honour."""
         if self.cuda_graph and (device_type != "cuda" or distributed):
             where = "one of several torchrun processes" if distributed else f"on {device_type}"
-            raise UsageError(f"--cuda-graph records the training step on one CUDA GPU; this run is {where}")
+            raise UsageError(
+                f"--cuda-graph records the training step on one CUDA GPU (a resumed run keeps the step it started "
+                f"with); this run is {where}"
+            )
 
-    def resolved(self, n_train: int, gpu: bool = False) -> TrainConfig:
-        """Fill in the automatic batch size, epochs and learning rate for `n_train` training pairs.
-        Small data sets get smaller batches and more epochs, so 5,000 pairs train as many steps as
-        they need and 60,000 pairs keep batch 256 x 15 epochs. On a GPU, where a step's cost is its
-        kernel launches, large sets take larger batches for the same epochs (48,000 pairs: 1024)."""
+    def records_graph(self, gpu: bool, distributed: bool = False) -> bool:
+        """Whether the training step is recorded as a CUDA graph: as given, else wherever it can be (one
+        CUDA GPU) unless --compile records its own. Measured on an H200 before it became the default:
+        60,000 pairs x 20 epochs 24.3 and 18.9 s against 40.6 and 39.4 s, test 0.9962 and 0.9964 against
+        0.9966 and 0.9957 (two seeds; docs/benchmarks.md)."""
+        if self.cuda_graph is not None:
+            return self.cuda_graph
+        return gpu and not distributed and not self.compile
+
+    def resolved(self, n_train: int, gpu: bool = False, distributed: bool = False) -> TrainConfig:
+        """Fill in the automatic batch size, epochs, learning rate and CUDA graph for `n_train`
+        training pairs. Small data sets get smaller batches and more epochs, so 5,000 pairs train as
+        many steps as they need and 60,000 pairs keep batch 256 x 15 epochs. On a GPU, where a step's
+        cost is its kernel launches, large sets take larger batches for the same epochs (48,000
+        pairs: 1024)."""
         batch = self.batch_size or int(
             min(AUTO_BATCH[1], max(AUTO_BATCH[0], 2 ** round(math.log2(n_train / AUTO_STEPS_PER_EPOCH))))
         )
@@ -124,7 +138,7 @@ class TrainConfig:
             while batch < GPU_MAX_BATCH and n_train // (2 * batch) >= GPU_MIN_STEPS_PER_EPOCH:
                 batch *= 2
         lr = self.lr or AUTO_LR * math.sqrt(max(1.0, batch / AUTO_BATCH[1]))
-        return replace(self, batch_size=batch, epochs=epochs, lr=lr)
+        return replace(self, batch_size=batch, epochs=epochs, lr=lr, cuda_graph=self.records_graph(gpu, distributed))
 
     def model_overrides(self) -> dict[str, Any]:
         """Model arguments the CLI can change; they are stored in the checkpoint's model_kwargs."""
@@ -148,10 +162,11 @@ class TrainConfig:
         for key, value in values.items():
             if key not in types:
                 raise UsageError(f"--config {path}: unknown option '{key}' (known: {', '.join(types)})")
-            expected = types[key]
-            fits = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
-            if not (fits or (expected is float and type(value) is int)):
-                raise UsageError(f"--config {path}: '{key}' must be {expected.__name__}, not {value!r}")
+            kinds = get_args(types[key]) or (types[key],)  # bool | None: (bool, NoneType)
+            fits = isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+            if not (fits or (float in kinds and type(value) is int)):
+                names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
+                raise UsageError(f"--config {path}: '{key}' must be {names}, not {value!r}")
         return {key: float(value) if types[key] is float else value for key, value in values.items()}
 
     @classmethod

@@ -182,7 +182,9 @@ class TrainStep:
                 self.replay = self.capture(lambda: self.run(self.rows), self.generator)
             except RuntimeError as error:
                 reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                raise UsageError(f"--cuda-graph: recording the step failed ({reason}); train without it") from error
+                raise UsageError(
+                    f"recording the training step as a CUDA graph failed ({reason}); --no-cuda-graph trains op by op"
+                ) from error
             self.replay()
 
     def run(self, rows: torch.Tensor) -> None:
@@ -291,7 +293,7 @@ def fit(
     Under torchrun only rank 0 writes and calls on_epoch; every rank sees the same metrics, so
     early-stopping and divergence decisions agree without extra messages. A stop request raises
     RunStopped between batches, after last.pth of the last finished epoch is safely written."""
-    config = config.resolved(len(train), device.type == "cuda")  # the automatic schedule, if not given
+    config = config.resolved(len(train), device.type == "cuda", dist.enabled)  # the automatic choices, if not given
     out = Path(config.out)
     bf16 = use_bf16(config.precision, device)
     model.to_device(device)

@@ -20,7 +20,7 @@ from mmdigits.data import Split, load_train, train_val_indices
 from mmdigits.engine import FitResult, batch_bounds, fit
 from mmdigits.models import create_model
 from mmdigits.reporting import plot_curves, write_metrics_csv
-from mmdigits.runtime import configure, import_while_loading, init_distributed, seed_everything
+from mmdigits.runtime import configure, import_while_loading, init_distributed, seed_everything, start_warm_up
 from mmdigits.stopping import NEVER, StopRequest
 
 RUN_FILES = ("best.pth", "last.pth", "metrics.csv")  # what a run has once an epoch finished
@@ -94,7 +94,8 @@ def train_run(
     config.validate()
     dist, device = init_distributed(config.device)
     config.check_place(device.type, dist.enabled)
-    configure(device, config.deterministic, autotune=not config.cuda_graph)
+    configure(device, config.deterministic, autotune=not config.records_graph(device.type == "cuda", dist.enabled))
+    warming = start_warm_up(device)  # CUDA's start-up while the data loads
     if not dist.is_main:  # only global rank 0 speaks and writes
         log, on_epoch, on_batch = (lambda message: None), None, None
     import_while_loading("torch._dynamo")  # the optimizer's; 0.85 s otherwise spent after the split
@@ -108,7 +109,7 @@ def train_run(
         )
     else:
         (train, val), n_groups = splits, 0
-    config = config.resolved(len(train), device.type == "cuda")
+    config = config.resolved(len(train), device.type == "cuda", dist.enabled)
     steps = len(batch_bounds(len(train), config.batch_size, dist.world))
     log(
         f"schedule: {config.epochs} epochs x {steps} steps of {config.batch_size} pairs = {config.epochs * steps} "
@@ -118,7 +119,8 @@ def train_run(
     model = create_model(config.model, **config.model_overrides())
     parameters = sum(p.numel() for p in model.parameters())
     ranks = f" x {dist.world} processes" if dist.enabled else ""
-    log(f"model: {config.model}, {parameters:,} parameters, on {device}{ranks}")
+    graph = ", each step one CUDA graph replay (--no-cuda-graph: launched op by op)" if config.cuda_graph else ""
+    log(f"model: {config.model}, {parameters:,} parameters, on {device}{ranks}{graph}")
     out = Path(config.out)
     if dist.is_main:
         ensure_folder(out)
@@ -132,6 +134,8 @@ def train_run(
         if on_epoch is not None:
             on_epoch(row, result)
 
+    if warming is not None:
+        warming.join()
     try:
         result = fit(model, train, val, config, device, resume, after_epoch, on_batch, dist, stop)
         if result.calibration:

@@ -23,8 +23,9 @@ from mmdigits.models import model_arguments
 from mmdigits.runs import train_run
 from mmdigits.stopping import NEVER, RunStopped, StopRequest
 
-# Where, on what and on how much of the data a run happens: the study's, not part of the recipe in best.json.
-MACHINE_FIELDS = ("data", "out", "device", "max_samples")
+# Where, on what and on how much of the data a run happens, and whether its step can be recorded
+# there: the study's, not part of the recipe in best.json.
+MACHINE_FIELDS = ("data", "out", "device", "max_samples", "cuda_graph")
 
 
 def optuna_module() -> Any:
@@ -94,6 +95,12 @@ def run_tune(
         raise UsageError("--trials and --jobs must be at least 1")
     if timeout is not None and timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    if jobs > 1:  # trials side by side: one would launch work on the GPU while another records its step
+        if base.cuda_graph:
+            raise UsageError(
+                "--cuda-graph records a step with nothing else on the GPU; --jobs runs trials side by side"
+            )
+        base = replace(base, cuda_graph=False)
     data = load_train(Path(base.data))  # a bad folder stops here, before any study is created
     out = out or Path("runs/tune") / base.model
     if storage is None:  # the default database lives in the study folder

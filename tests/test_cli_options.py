@@ -57,6 +57,7 @@ def test_the_command_line_beats_the_config_file_which_beats_the_defaults(tiny_da
         ('{"learning_rate": 0.01}', "unknown option 'learning_rate'"),
         ('{"lr": "fast"}', "'lr' must be float"),
         ('{"epochs": true}', "'epochs' must be int"),
+        ('{"cuda_graph": 1}', "'cuda_graph' must be bool or null"),
     ],
 )
 def test_bad_config_files_give_one_line(tiny_data, tmp_path, content, message):
@@ -65,3 +66,17 @@ def test_bad_config_files_give_one_line(tiny_data, tmp_path, content, message):
     result = run_cli("train", "--data", tiny_data, "--config", config_file, "--out", tmp_path / "run")
     assert result.exit_code == 2 and message in result.stderr and str(config_file) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_an_option_left_to_the_run_is_neither_on_nor_off_until_the_run_decides(tiny_data, tmp_path):
+    """--cuda-graph/--no-cuda-graph, or neither: then the run records the step where it can (one
+    CUDA GPU), so a CPU run records false in config.json, and a --config file's `true`, which a CPU
+    refuses, is overridden by --no-cuda-graph typed on the command line."""
+    config_file = tmp_path / "graph.json"
+    config_file.write_text(json.dumps({"model": FAST_MODEL, "epochs": 1, "cuda_graph": True}))
+    refused = run_cli("train", "--data", tiny_data, "--config", config_file, "--out", tmp_path / "refused")
+    assert refused.exit_code == 2 and "--cuda-graph records the training step on one CUDA GPU" in refused.stderr
+    for name, options in (("off", ["--config", config_file, "--no-cuda-graph"]), ("auto", ["--epochs", "1"])):
+        result = run_cli("train", "--data", tiny_data, "--model", FAST_MODEL, *options, "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / name / "config.json").read_text())["cuda_graph"] is False

@@ -17,7 +17,7 @@ def train_with(tool: str, data: Path, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("tool", ["cudnn_heuristics.py", "cuda_warm_start.py"])
+@pytest.mark.parametrize("tool", ["cudnn_heuristics.py", "cold_start.py"])
 def test_the_gpu_variants_of_the_cli_train_as_the_cli_does_on_a_cpu(tool, tiny_data, tmp_path):
     done = train_with(tool, tiny_data, tmp_path / "run")
     assert done.returncode == 0, done.stderr

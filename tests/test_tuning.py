@@ -9,11 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 from conftest import FAST_MODEL, run_cli
 
+from mmdigits.config import TrainConfig
 from mmdigits.tuning import schedule_step
 
 pytest.importorskip("optuna")
@@ -53,12 +55,33 @@ def test_a_bad_storage_url_is_one_line(tiny_data, tmp_path):
     [
         (["--trials", "0"], "--trials and --jobs must be at least 1"),
         (["--timeout", "-5"], "--timeout must be a positive"),
+        (["--jobs", "2", "--cuda-graph"], "--cuda-graph records a step with nothing else on the GPU; --jobs runs"),
     ],
 )
 def test_bad_study_options_are_refused_before_anything_is_written(tiny_data, tmp_path, options, message):
     result = run_cli("tune", "--data", tiny_data, "--model", FAST_MODEL, "--out", tmp_path / "study", *options)
     assert result.exit_code == 2 and message in result.stderr
     assert not (tmp_path / "study").exists()
+
+
+def test_trials_side_by_side_launch_op_by_op_where_one_alone_would_record_its_step(tiny_data, tmp_path, monkeypatch):
+    """With --jobs 2 another trial may launch work on the GPU while one records its step as a CUDA
+    graph, which CUDA refuses: the trials' step is left unrecorded, where a single job leaves the
+    choice to the run (recorded on one GPU)."""
+    from mmdigits import tuning
+
+    chosen = []
+
+    def train_run(config, **kwargs):
+        chosen.append(config.cuda_graph)
+        return SimpleNamespace(result=SimpleNamespace(history=[{"val_f1": 0.5}], best_epoch=1))
+
+    monkeypatch.setattr(tuning, "train_run", train_run)
+    base = TrainConfig(model=FAST_MODEL, data=str(tiny_data), epochs=1)
+    for jobs in (2, 1):
+        tuning.run_tune(base, set(), trials=1, out=tmp_path / f"study{jobs}", jobs=jobs)
+    assert chosen == [False, None]
+    assert "cuda_graph" not in json.loads((tmp_path / "study1" / "best.json").read_text())  # the machine's choice
 
 
 def test_a_missing_data_folder_creates_no_study(tmp_path):

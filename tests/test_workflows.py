@@ -90,6 +90,7 @@ def test_bench_prints_side_by_side(tmp_path):
     )
     assert rows["reference (competition solution)"]["epochs"] == 1 and rows[FAST_MODEL]["epochs"] == 2
     assert rows[FAST_MODEL]["fit_seconds"] > 0 and rows["reference (competition solution)"]["inference_per_s"] is None
+    assert figures["step_options"] == {"compile": False, "cuda_graph": False}  # as resolved: no graph on a CPU
     assert (
         "speed-" in result.stdout
         and "warm-" in result.stdout

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md in one go: wall time and test accuracy of `mmdigits train`
-# at 60,000 pairs x 20 epochs (the step recorded as a CUDA graph, with and without cuDNN's
-# autotuning, with the GPU's start-up overlapping the data loading, the GPU recipe, with the seconds
-# of each piece of the run (tools/trace_run.py), the CPU recipe,
-# 1-GPU torchrun (recorded too), --compile cold and warm), `mmdigits bench --device cuda` with and without
-# --cuda-graph, then the GPU recipe against the CPU recipe on a foreign-profile set, batch 512
-# and the automatic epochs.
+# at 60,000 pairs x 20 epochs (the defaults, which on one GPU record the step as a CUDA graph and
+# warm the GPU up while the data loads: two seeds, then without the warm-up, 1-GPU torchrun,
+# without the graph, with the seconds of each piece of the run from tools/trace_run.py),
+# `mmdigits bench --device cuda` with and without the graph, the GPU recipe against the CPU recipe
+# on a foreign-profile set (batch 512 and the automatic epochs), then --compile cold and warm and
+# the other batch sizes.
 # Usage, in the repository's root: bash tools/gpu_bench.sh OUT_DIR   (a CUDA GPU; every step is time-boxed)
 set -u
 out=${1:?usage: gpu_bench.sh OUT_DIR}
@@ -56,42 +56,41 @@ note "data made"
 timeout 90 python3 -m mmdigits train --data "$work/S" --max-samples 4000 --epochs 1 --out "$work/warmup" --overwrite >>"$log" 2>&1
 note "warm-up run rc=$?"
 
-# In the order of what a session with little device time needs first (the 2026-11-28 call ran out of
-# time after the foreign pair, so compile and torchrun now come before it; the old recipe, timed
-# then, comes last).
-TRAIN=(python3 tools/trace_run.py)                                       # the seconds of each piece: where
-train graph20 120 "$work/S" --epochs "$epochs" --cuda-graph              # the time goes; one replay a step
-graph=(); [ "$rc" -eq 0 ] && graph=(--cuda-graph)                        # for 1-GPU torchrun below, if it records
-TRAIN=(python3 tools/cudnn_heuristics.py)                                # cuDNN's autotuning off (what graph
-train gpu20_heuristics 120 "$work/S" --epochs "$epochs"                  # runs do since 2026-11-30) without it
-TRAIN=(python3 tools/cuda_warm_start.py)                                 # CUDA, cuBLAS and cuDNN start up
-train graph20_warm 120 "$work/S" --epochs "$epochs" --cuda-graph        # while the data loads: the saving
+# In the order of what a session with little device time needs first: the issue's command with
+# the defaults, then what tells the defaults' pieces apart.
+TRAIN=(python3 tools/trace_run.py)                                       # the seconds of each piece
+train default20 120 "$work/S" --epochs "$epochs"                         # the issue's command
+train default20_seed1 120 "$work/S" --epochs "$epochs" --seed 1
+timeout 200 python3 -m mmdigits bench --device "$device" --samples "$big" --epochs "$epochs" --reference-epochs 3 \
+    --out "$out/bench_graph.json" >>"$log" 2>&1
+note "bench (default: the step recorded) rc=$?"
+TRAIN=(torchrun --standalone --nproc-per-node=1 -m mmdigits)           # one process: a plain run, so it
+train torchrun20 120 "$work/S" --epochs "$epochs"                        # records the step too
+TRAIN=(python3 tools/cold_start.py)                                      # no warm-up thread: what it saves
+train cold20 120 "$work/S" --epochs "$epochs"
 TRAIN=(python3 tools/trace_run.py)
-train gpu20 120 "$work/S" --epochs "$epochs"                             # the GPU recipe (auto: 1024)
+train eager20 120 "$work/S" --epochs "$epochs" --no-cuda-graph           # launched op by op (40.6 s before)
 TRAIN=(python3 -m mmdigits)
-# Where the time outside the epochs goes (15 s of the 40 s on 2026-11-28), in more detail than the
-# `trace:` lines: one epoch under cProfile, with the import times; the whole profile kept for pstats.
+train foreign_gpu 120 "$work/F"                                          # auto: 512 x 31 epochs, recorded
+train foreign_cpu 150 "$work/F" --batch-size 256 --lr 3e-3 --no-cuda-graph  # the CPU recipe, same epochs
+# Where the time outside the epochs goes, in more detail than the `trace:` lines: one epoch under
+# cProfile, with the import times; the whole profile kept for pstats.
 timeout 90 python3 -X importtime -m cProfile -o "$out/startup.prof" -m mmdigits train --data "$work/S" --epochs 1 \
     --out "$work/startup" --overwrite >>"$log" 2>"$out/importtime.txt"
 note "startup profile rc=$?"
 python3 -c 'import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats("cumulative").print_stats(60)' \
     "$out/startup.prof" >"$out/startup.txt" 2>&1
-timeout 200 python3 -m mmdigits bench --device "$device" --samples "$big" --epochs "$epochs" --reference-epochs 3 \
-    --cuda-graph --out "$out/bench_graph.json" >>"$log" 2>&1
-note "bench --cuda-graph rc=$?"
-TRAIN=(torchrun --standalone --nproc-per-node=1 -m mmdigits)           # one process: a plain run, so the
-train torchrun20 120 "$work/S" --epochs "$epochs" "${graph[@]}"          # graph records there too
-TRAIN=(python3 -m mmdigits)
 train compile20 180 "$work/S" --epochs "$epochs" --compile               # CUDA graphs, cold cache
 train compile20_warm 120 "$work/S" --epochs "$epochs" --compile          # the compile cache warm
 timeout 200 python3 -m mmdigits bench --device "$device" --samples "$big" --epochs "$epochs" --reference-epochs 3 \
-    --out "$out/bench.json" >>"$log" 2>&1
-note "bench rc=$?"
-train foreign_gpu 120 "$work/F"                                   # auto: 512 x 31 epochs
-train foreign_cpu 150 "$work/F" --batch-size 256 --lr 3e-3         # the CPU recipe, same epochs
-train gpu20_512 120 "$work/S" --epochs "$epochs" --batch-size 512  # half the GPU batch
-train gpu_auto 100 "$work/S"                                      # auto: 1024 x 15
-train cpu20 150 "$work/S" --epochs "$epochs" --batch-size 256 --lr 3e-3  # the recipe the issue timed
-                                                                    # (106.7 s on 2026-11-28): last
+    --no-cuda-graph --out "$out/bench.json" >>"$log" 2>&1
+note "bench --no-cuda-graph rc=$?"
+TRAIN=(python3 tools/cudnn_heuristics.py)                                # cuDNN's autotuning off without
+train eager20_heuristics 120 "$work/S" --epochs "$epochs" --no-cuda-graph  # the graph
+TRAIN=(python3 -m mmdigits)
+train gpu20_512 120 "$work/S" --epochs "$epochs" --batch-size 512        # half the GPU batch
+train gpu_auto 100 "$work/S"                                            # auto: 1024 x 15
+train cpu20 150 "$work/S" --epochs "$epochs" --batch-size 256 --lr 3e-3 --no-cuda-graph  # the recipe the issue
+                                                                          # timed (106.7 s on 2026-11-28)
 tar -C "$work" -cf "$out/metrics.tar" $(cd "$work" && ls metrics-*.csv) 2>/dev/null
 cat "$summary"
