@@ -117,9 +117,9 @@ def configure(device: torch.device, deterministic: bool = False, autotune: bool 
 
 def warm_up(device: torch.device) -> None:
     """Forward and backward of the models' kinds of operation (convolutions, attention, matmuls),
-    small and all zeros, in bf16 where the run uses it: CUDA's context, cuBLAS and cuDNN load their
-    libraries and kernels here instead of in the first training steps. Draws no random numbers and
-    touches none of the run's tensors."""
+    small and all zeros, in bf16 where the card runs it natively: CUDA's context, cuBLAS and cuDNN
+    load their libraries and kernels (once a process) here instead of in the first training steps.
+    Draws no random numbers and touches none of the run's tensors."""
 
     def zeros(*shape: int) -> torch.Tensor:
         return torch.zeros(*shape, device=device, requires_grad=True)
