@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mmdigits import augment, engine, runtime
 from mmdigits.config import TrainConfig
 from mmdigits.errors import TrainingDiverged, UsageError
-from mmdigits.models import MAIN_MODELS, create_model
+from mmdigits.models import create_model, list_models
 from mmdigits.runs import train_run
 
 
@@ -176,11 +176,12 @@ def host_bound_operations(calls: list[tuple[str, list[torch.Tensor], dict]], dev
     return found
 
 
-@pytest.mark.parametrize("name", MAIN_MODELS)
+@pytest.mark.parametrize("name", list_models())
 def test_the_recorded_step_holds_nothing_a_cuda_graph_cannot_record(name):
-    """--cuda-graph records the whole step. Checked operation by operation on the CPU (where no
-    graph exists): no operation reads a value back, makes a shape from the data or uploads host
-    numbers; the step's operations and the shapes they give are the same on every step."""
+    """On one CUDA GPU the whole step of any --model is recorded by default. Checked operation by
+    operation on the CPU (where no graph exists): no operation reads a value back, makes a shape
+    from the data or uploads host numbers; the step's operations and the shapes they give are the
+    same on every step. (tools/graph_every_model.py records every model on a GPU.)"""
     model = create_model(name)
     data = engine.Tensors(torch.rand(64, 28, 28), torch.randn(64, 39, 13), torch.arange(64) % 10)
     model.fit_normalisation(data.image, data.audio)

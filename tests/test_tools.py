@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import FAST_MODEL
 
+from mmdigits.models import list_models
+
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
@@ -36,3 +38,12 @@ def test_the_trace_gives_the_seconds_of_every_piece_of_a_run(tiny_data, tmp_path
         assert piece in pieces
     assert pieces["other_epochs"].endswith("x1") and pieces["evaluate"].endswith("x2")
     assert float(pieces["first_epoch"]) < float(pieces["wall"])
+
+
+def test_every_model_trains_through_the_run_that_records_the_step_on_a_gpu(tiny_data, tmp_path):
+    command = [sys.executable, str(TOOLS / "graph_every_model.py"), str(tiny_data), str(tmp_path), "64", "16"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == list_models()
+    assert all("val acc" in line and line.endswith("CUDA graph: False") for line in lines)  # the CPU: op by op

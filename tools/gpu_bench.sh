@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md in one go: wall time and test accuracy of `mmdigits train`
 # at 60,000 pairs x 20 epochs (the defaults, which on one GPU record the step as a CUDA graph and
-# warm the GPU up while the data loads: two seeds, then without the warm-up, 1-GPU torchrun,
-# without the graph, with the seconds of each piece of the run from tools/trace_run.py),
+# warm the GPU up while the data loads: two seeds, then every registered model recorded once,
+# without the warm-up, 1-GPU torchrun, without the graph, with the seconds of each piece of the run
+# from tools/trace_run.py),
 # `mmdigits bench --device cuda` with and without the graph, the GPU recipe against the CPU recipe
 # on a foreign-profile set (batch 512 and the automatic epochs), then --compile cold and warm and
 # the other batch sizes.
@@ -61,6 +62,9 @@ note "warm-up run rc=$?"
 TRAIN=(python3 tools/trace_run.py)                                       # the seconds of each piece
 train default20 120 "$work/S" --epochs "$epochs"                         # the command
 train default20_seed1 120 "$work/S" --epochs "$epochs" --seed 1
+# Every registered model, the step recorded as `train` does by default on one GPU: none may fail.
+timeout 150 python3 tools/graph_every_model.py "$work/S" "$work/every" 2>>"$log" | tee -a "$summary"
+note "graph_every_model rc=${PIPESTATUS[0]}"
 timeout 200 python3 -m mmdigits bench --device "$device" --samples "$big" --epochs "$epochs" --reference-epochs 3 \
     --out "$out/bench_graph.json" >>"$log" 2>&1
 note "bench (default: the step recorded) rc=$?"
