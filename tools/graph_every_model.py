@@ -22,7 +22,10 @@ from mmdigits.runs import train_run
 
 def main(data_dir: Path, out: Path, pairs: int, batch: int) -> int:
     """Train each model; the number of models whose run failed."""
-    data = load_train(data_dir)
+    try:
+        data = load_train(data_dir)
+    except MmdigitsError as error:
+        sys.exit(f"Error: {error}")
     failed = 0
     for name in list_models():
         config = TrainConfig(
