@@ -125,7 +125,12 @@ def plot_curves(path: Path, history: list[dict[str, float]], title: str) -> Path
 
 
 def save_curves(figure: Any, path: Path) -> Path:
-    """Save training curves with CURVES_NOTE under them."""
+    """Save training curves with CURVES_NOTE under them, epochs ticked at whole numbers only (a
+    short run's axis would otherwise read 1.2, 1.4, ...)."""
+    from matplotlib.ticker import MaxNLocator  # pyplot() has set the backend up by now
+
+    for axis in figure.axes:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.text(0.5, 0.005, CURVES_NOTE, ha="center", va="bottom", fontsize=8, color="0.35")
     figure.tight_layout(rect=(0, 0.07, 1, 1))
     return save_figure(figure, path)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
+from mmdigits import reporting
 from mmdigits.analysis import fusion_hurts, utilisation
 from mmdigits.embeddings import cluster_scores, numbered_by_digit
 from mmdigits.metrics import expected_calibration_error
@@ -101,3 +102,14 @@ def test_k_means_clusters_are_numbered_by_the_digit_each_stands_for():
     assert np.array_equal(np.flatnonzero(numbered != labels), strays)
     assert np.all(numbered[strays] == 8)
     assert cluster_scores(numbered, labels) == pytest.approx(cluster_scores(clusters, labels))
+
+
+def test_training_curves_tick_epochs_at_whole_numbers(monkeypatch, tmp_path):
+    """Two epochs drawn on matplotlib's own ticks would read 1.0, 1.2, ..., 2.0."""
+    drawn = []
+    monkeypatch.setattr(reporting, "save_figure", lambda figure, path: drawn.append(figure) or path)
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.6} for e in (1, 2)]
+    reporting.plot_curves(tmp_path / "loss_acc.png", rows, "two epochs")
+    for axis in drawn[0].axes:
+        ticks = [tick for tick in axis.get_xticks() if 1 <= tick <= 2]
+        assert ticks and all(float(tick).is_integer() for tick in ticks), ticks
