@@ -47,3 +47,13 @@ def test_every_model_trains_through_the_run_that_records_the_step_on_a_gpu(tiny_
     lines = done.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == list_models()
     assert all("val acc" in line and line.endswith("CUDA graph: False") for line in lines)  # the CPU: op by op
+
+
+def test_the_pieces_of_a_gpu_run_are_each_timed_beside_their_alternative(tiny_data, tmp_path):
+    command = [sys.executable, str(TOOLS / "gpu_pieces.py"), str(tiny_data), str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["split", "validation", "checkpoint save", "curves"]
+    assert "whole arrays copied" in lines[0] and lines[1].count("chunks of") == 2 and "batched copy first" in lines[2]
+    assert (tmp_path / "last.pth").is_file() and (tmp_path / "curves.png").is_file()

@@ -4,7 +4,8 @@
 # warm the GPU up while the data loads: two seeds, then every registered model recorded once,
 # without the warm-up, 1-GPU torchrun, without the graph, with the seconds of each piece of the run
 # from tools/trace_run.py),
-# `mmdigits bench --device cuda` with and without the graph, the GPU recipe against the CPU recipe
+# `mmdigits bench --device cuda` with and without the graph, the pieces outside the steps beside
+# their alternatives (tools/gpu_pieces.py), the GPU recipe against the CPU recipe
 # on a foreign-profile set (batch 512 and the automatic epochs), then --compile cold and warm and
 # the other batch sizes.
 # Usage, in the repository's root: bash tools/gpu_bench.sh OUT_DIR   (a CUDA GPU; every step is time-boxed)
@@ -68,6 +69,9 @@ note "graph_every_model rc=${PIPESTATUS[0]}"
 timeout 200 python3 -m mmdigits bench --device "$device" --samples "$big" --epochs "$epochs" --reference-epochs 3 \
     --out "$out/bench_graph.json" >>"$log" 2>&1
 note "bench (default: the step recorded) rc=$?"
+# The pieces outside the steps, each beside the cheaper way left untried for want of a GPU (about 15 s).
+timeout 90 python3 tools/gpu_pieces.py "$work/S" "$work/pieces" 2>>"$log" | tee -a "$summary"
+note "gpu_pieces rc=${PIPESTATUS[0]}"
 TRAIN=(torchrun --standalone --nproc-per-node=1 -m mmdigits)           # one process: a plain run, so it
 train torchrun20 120 "$work/S" --epochs "$epochs"                        # records the step too
 TRAIN=(python3 tools/cold_start.py)                                      # no warm-up thread: what it saves
