@@ -57,3 +57,13 @@ def test_the_pieces_of_a_gpu_run_are_each_timed_beside_their_alternative(tiny_da
     assert [line.split(" (")[0] for line in lines] == ["split", "validation", "checkpoint save", "curves"]
     assert "whole arrays copied" in lines[0] and lines[1].count("chunks of") == 2 and "batched copy first" in lines[2]
     assert (tmp_path / "last.pth").is_file() and (tmp_path / "curves.png").is_file()
+
+
+def test_the_pieces_tool_names_bad_data_in_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(TOOLS / "gpu_pieces.py"), str(tmp_path / "missing")], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / 'missing'}: no such folder (pass --data DIR with the competition files)"
+    ]

@@ -9,6 +9,7 @@ included); the rest the median of five after one untimed call. A measurement, no
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from mmdigits.checkpoint import resume_state, save_checkpoint, training_payload
 from mmdigits.config import TrainConfig
 from mmdigits.data import load_train, train_val_indices
 from mmdigits.engine import Tensors, evaluate, make_optimizer
+from mmdigits.errors import MmdigitsError
 from mmdigits.inference import as_tensor, inference_batch
 from mmdigits.models import create_model
 from mmdigits.reporting import plot_curves
@@ -77,7 +79,10 @@ def main(data_dir: Path, out: Path) -> None:
     device = pick_device("auto")
     configure(device, autotune=False)  # as a run that records its step
     bf16 = use_bf16("auto", device)
-    data = load_train(data_dir)
+    try:
+        data = load_train(data_dir)
+    except MmdigitsError as error:
+        sys.exit(f"Error: {error}")
     rows: dict[str, np.ndarray] = {}
     placed: dict[str, tuple] = {}
 
