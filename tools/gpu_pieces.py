@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmdigits.bench import peak_memory_mb
 from mmdigits.checkpoint import resume_state, save_checkpoint, training_payload
 from mmdigits.config import TrainConfig
 from mmdigits.data import load_train, train_val_indices
@@ -47,12 +48,12 @@ def seconds(call: Callable[[], object], device: torch.device, repeats: int = 1) 
 
 
 def peak_gb(device: torch.device, call: Callable[[], object]) -> str:
-    """The device memory `call` peaks at, in GB; empty on a CPU."""
+    """The device memory `call` peaks at, in GB, as `bench` reads it; empty on a CPU."""
     if device.type != "cuda":
         return ""
     torch.cuda.reset_peak_memory_stats(device)
     call()
-    return f", peak {torch.cuda.max_memory_allocated(device) / 1e9:.2f} GB"
+    return f", peak {peak_memory_mb(device) / 1024:.2f} GB"
 
 
 def to_host(payload: dict, device: torch.device) -> dict:
