@@ -75,9 +75,11 @@ def main(version: opt.Version = False) -> None:
     """Multimodal digit classification: handwritten image + spoken digit, trained together."""
 
 
-def run_training(config: TrainConfig, resume: Path | None = None, overwrite: bool = False) -> None:
+def run_training(
+    config: TrainConfig, resume: Path | None = None, overwrite: bool = False, given: frozenset[str] = frozenset()
+) -> None:
     """Train with a progress bar and one row per epoch; SIGINT/SIGTERM stop between batches."""
-    config, payload = lib.runs.plan_run(config, resume, overwrite)
+    config, payload = lib.runs.plan_run(config, resume, overwrite, given)
     if payload is not None:
         console.print(f"resuming {config.model} from {resume} after epoch {payload['epoch']}")
 
@@ -93,11 +95,17 @@ def run_training(config: TrainConfig, resume: Path | None = None, overwrite: boo
 @with_config_options()
 def train(
     config: TrainConfig,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue from a run's last.pth.")] = None,
+    given: set[str],
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Continue from a run's last.pth, in its folder, with its options (--data, --device may change)."
+        ),
+    ] = None,
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Train a model on x_train_wr.npy / x_train_sp.npy / y_train.csv; writes best.pth and last.pth."""
-    run_training(config, resume, overwrite)
+    run_training(config, resume, overwrite, frozenset(given))
 
 
 @command()

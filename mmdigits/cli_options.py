@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional, get_args, get_type_hints
 import typer
 
 from mmdigits import __version__
-from mmdigits.config import DEFAULT_MODEL, TrainConfig
+from mmdigits.config import DEFAULT_MODEL, TrainConfig, flag
 
 FIELD_TYPES = get_type_hints(TrainConfig)
 DEFAULT_CHECKPOINT = Path(f"runs/{DEFAULT_MODEL}/best.pth")
@@ -53,10 +53,6 @@ ConfigFile = Annotated[
 ]
 Tta = Annotated[bool, typer.Option("--tta", help="Average over digit-safe test-time augmentations.")]
 Labels = Annotated[Optional[Path], typer.Option(help="row_id,label[,condition] CSV for the test files.")]
-
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def config_parameter(name: str, default: Any, help: str) -> inspect.Parameter:

@@ -20,6 +20,11 @@ GPU_MAX_BATCH = 1024  # a GPU's step costs launches, not arithmetic: it may take
 GPU_MIN_STEPS_PER_EPOCH = 40  # ... while an epoch keeps at least this many steps
 
 
+def flag(name: str) -> str:
+    """The command-line option of a TrainConfig field: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
 def option(default: Any, help: str) -> Any:
     """A TrainConfig field with its help text: the CLI's options are built from these."""
     return field(default=default, metadata={"help": help})
@@ -109,10 +114,7 @@ class TrainConfig:
         """Raise UsageError for an option the run's device or launch cannot honour."""
         if self.cuda_graph and (device_type != "cuda" or distributed):
             where = "one of several torchrun processes" if distributed else f"on {device_type}"
-            raise UsageError(
-                f"--cuda-graph records the training step on one CUDA GPU (a resumed run keeps the step it started "
-                f"with); this run is {where}"
-            )
+            raise UsageError(f"--cuda-graph records the training step on one CUDA GPU; this run is {where}")
 
     def records_graph(self, gpu: bool, distributed: bool = False) -> bool:
         """Whether the training step is recorded as a CUDA graph: as given, else wherever it can be (one

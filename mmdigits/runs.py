@@ -6,7 +6,7 @@ The run folder holds config.json, metrics.csv, loss_acc.png, best.pth and last.p
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +15,17 @@ import torch
 
 from mmdigits.artifacts import ensure_folder, refuse_overwrite, write_json
 from mmdigits.checkpoint import load_resume
-from mmdigits.config import TrainConfig
+from mmdigits.config import TrainConfig, flag
 from mmdigits.data import Split, load_train, train_val_indices
-from mmdigits.engine import FitResult, batch_bounds, fit
-from mmdigits.models import create_model
+from mmdigits.engine import FitResult, Tensors, batch_bounds, fit
+from mmdigits.errors import UsageError
+from mmdigits.models import MultimodalNet, create_model
 from mmdigits.reporting import plot_curves, write_metrics_csv
 from mmdigits.runtime import configure, import_while_loading, init_distributed, seed_everything, start_warm_up
 from mmdigits.stopping import NEVER, StopRequest
 
 RUN_FILES = ("best.pth", "last.pth", "metrics.csv")  # what a run has once an epoch finished
+RESUMABLE_ELSEWHERE = ("data", "device")  # options a resumed run may change: where, not what, it trains
 
 
 @dataclass
@@ -60,16 +62,61 @@ def split_for(config: TrainConfig, data: Split) -> tuple[Split, Split | None, in
     return data.subset(train_rows), val, n_groups
 
 
-def plan_run(config: TrainConfig, resume: Path | None, overwrite: bool) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """The config and last.pth payload a `train` call runs with: --resume continues a run with
-    its own config; otherwise a folder that already holds a run is refused unless --overwrite."""
+def plan_run(
+    config: TrainConfig, resume: Path | None, overwrite: bool, given: frozenset[str] = frozenset()
+) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The config and last.pth payload a `train` call runs with; otherwise a folder that already
+    holds a run is refused unless --overwrite. `given`: the options the user set."""
     if resume is not None:
         payload = load_resume(resume)
-        return TrainConfig.from_dict(payload["config"]), payload
+        recorded = TrainConfig.from_dict(payload["config"])
+        return resumed_config(recorded, payload["epoch"], resume, config, given), payload
     out = Path(config.out)
     hint = f", --resume {out / 'last.pth'} to continue it" if (out / "last.pth").exists() else ""
     refuse_overwrite(out, RUN_FILES, overwrite, "a trained run", hint)
     return config, None
+
+
+def resumed_config(
+    recorded: TrainConfig, epoch: int, resume: Path, config: TrainConfig, given: frozenset[str]
+) -> TrainConfig:
+    """--resume continues a run in the folder of the last.pth it reads, which may have been moved or
+    copied since (its config then names another folder, perhaps another run's), with the options it
+    started with. Only where it reads its data and where it runs may change; other options given are
+    refused, not ignored. A step recorded as a CUDA graph is recorded again where it can be and runs
+    op by op elsewhere: the recipe (AdamW's fixed momentum) travels in the optimizer's and
+    scheduler's state."""
+    folder = resume.parent
+    if "out" in given and Path(config.out).resolve() == folder.resolve():
+        given = given - {"out"}  # the run's own folder, named again
+    fixed = sorted(given - set(RESUMABLE_ELSEWHERE))
+    if fixed:
+        flags = ", ".join(flag(name) for name in fixed)
+        raise UsageError(
+            f"--resume continues {folder} with the options it started with ({folder / 'config.json'}); "
+            f"{flags} cannot change, only --data and --device: start a new run to train otherwise"
+        )
+    if epoch >= recorded.epochs:
+        raise UsageError(
+            f"--resume {resume}: the run has trained all its {recorded.epochs} epochs; its model is "
+            f"{folder / 'best.pth'}"
+        )
+    moved = {name: getattr(config, name) for name in given}
+    return replace(recorded, out=str(folder), cuda_graph=None if recorded.cuda_graph else False, **moved)
+
+
+def refuse_other_data(model: MultimodalNet, train: Split, recorded: dict[str, Any], data: str) -> None:
+    """A resumed run trains on the split it started on, read wherever --data now finds it: the
+    statistics the model fits on this training split are last.pth's, up to the rounding of another
+    device's reductions. Checked before the run folder is written to."""
+    tensors = Tensors.from_split(train, torch.device("cpu"))
+    fitted = model.fit_normalisation(tensors.image, tensors.audio)
+    pairs = [(torch.tensor(fitted[key]), torch.tensor(recorded[key])) for key in fitted]
+    if not all(torch.allclose(new.double(), old.double(), rtol=1e-4) for new, old in pairs):
+        raise UsageError(
+            f"--resume: the training split of {data} is not the one this run trained on (its statistics differ); "
+            "give --data the folder it trained on"
+        )
 
 
 def refuse_runs(folders: list[Path], overwrite: bool) -> None:
@@ -117,6 +164,8 @@ def train_run(
     )
     seed_everything(config.seed)
     model = create_model(config.model, **config.model_overrides())
+    if resume is not None:
+        refuse_other_data(model, train, resume["normalisation"], config.data)
     parameters = sum(p.numel() for p in model.parameters())
     ranks = f" x {dist.world} processes" if dist.enabled else ""
     graph = ", each step one CUDA graph replay (--no-cuda-graph: launched op by op)" if config.cuda_graph else ""

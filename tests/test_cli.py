@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -203,11 +204,35 @@ def test_same_seed_gives_identical_metrics_and_submission(tiny_data, tmp_path):
     assert outputs[0][1] == outputs[1][1]
 
 
-def test_resume_replays_the_same_training(tiny_data, tmp_path):
-    """2 epochs straight == 1 epoch, interrupted, then --resume for the second (CPU)."""
+def train_first_of_two_epochs(data: Path, out: Path, **options) -> Path:
+    """A run stopped as by Ctrl-C right after its first of two epochs was saved; returns its last.pth."""
     from mmdigits.config import TrainConfig
     from mmdigits.runs import train_run
 
+    def stop_after_first(row, result):
+        raise KeyboardInterrupt
+
+    config = TrainConfig(data=str(data), model=FAST_MODEL, epochs=2, seed=5, out=str(out), **options)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, on_epoch=stop_after_first)
+    assert torch.load(out / "last.pth", weights_only=True)["epoch"] == 1
+    return out / "last.pth"
+
+
+def assert_same_training(expected: Path, found: Path) -> None:
+    """Two run folders hold the same final weights and the same metrics."""
+    final = torch.load(found / "last.pth", weights_only=True)
+    for key, value in torch.load(expected / "last.pth", weights_only=True)["state_dict"].items():
+        assert torch.equal(value, final["state_dict"][key]), key
+    columns = ["seconds", "train_seconds"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(expected / "metrics.csv").drop(columns=columns),
+        pd.read_csv(found / "metrics.csv").drop(columns=columns),
+    )
+
+
+def test_resume_replays_the_same_training(tiny_data, tmp_path):
+    """2 epochs straight == 1 epoch, interrupted, then --resume for the second (CPU)."""
     straight = tmp_path / "straight"
     assert (
         run_cli(
@@ -215,25 +240,84 @@ def test_resume_replays_the_same_training(tiny_data, tmp_path):
         ).exit_code
         == 0
     )
-    interrupted = tmp_path / "interrupted"
-    config = TrainConfig(data=str(tiny_data), model=FAST_MODEL, epochs=2, seed=5, out=str(interrupted))
-
-    def stop_after_first(row, result):
-        raise KeyboardInterrupt  # as Ctrl-C right after epoch 1 was saved
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config, on_epoch=stop_after_first)
-    assert torch.load(interrupted / "last.pth", weights_only=True)["epoch"] == 1
-    result = run_cli("train", "--resume", interrupted / "last.pth")
+    last = train_first_of_two_epochs(tiny_data, tmp_path / "interrupted")
+    result = run_cli("train", "--resume", last)
     assert result.exit_code == 0, result.output
-    expected = torch.load(straight / "last.pth", weights_only=True)
-    final = torch.load(interrupted / "last.pth", weights_only=True)
-    for key, value in expected["state_dict"].items():
-        assert torch.equal(value, final["state_dict"][key]), key
-    columns = ["seconds", "train_seconds"]
-    pd.testing.assert_frame_equal(
-        pd.read_csv(straight / "metrics.csv").drop(columns=columns),
-        pd.read_csv(interrupted / "metrics.csv").drop(columns=columns),
+    assert_same_training(straight, last.parent)
+
+
+def test_resume_continues_the_folder_it_reads_from_wherever_it_was_moved(tiny_data, tmp_path):
+    """A run folder copied elsewhere (from a Kaggle notebook, say) continues where its last.pth now
+    is; the folder its config names, here the original, perhaps another run, is never written to.
+    Its data may have moved too: --data finds it, and other data is refused before anything is written."""
+    original = train_first_of_two_epochs(tiny_data, tmp_path / "started").parent
+    copy, moved_data = tmp_path / "copied", tmp_path / "moved-data"
+    shutil.copytree(original, copy)
+    shutil.copytree(tiny_data, moved_data)
+    before = {path.name: path.read_bytes() for path in original.iterdir()}
+    other_data = tmp_path / "other-data"
+    shutil.copytree(tiny_data, other_data)
+    np.save(other_data / "x_train_wr.npy", np.load(other_data / "x_train_wr.npy") * 0.9)  # fainter ink
+    refused = run_cli("train", "--resume", copy / "last.pth", "--data", other_data)
+    assert refused.exit_code == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"Error: --resume: the training split of {other_data} is not the one this run trained on (its statistics "
+        "differ); give --data the folder it trained on"
+    )
+    assert "Traceback" not in refused.output
+    assert (copy / "config.json").read_bytes() == (original / "config.json").read_bytes()
+    resumed = run_cli("train", "--resume", copy / "last.pth", "--data", moved_data)
+    assert resumed.exit_code == 0, resumed.output
+    assert {path.name: path.read_bytes() for path in original.iterdir()} == before
+    assert torch.load(copy / "last.pth", weights_only=True)["epoch"] == 2
+    assert json.loads((copy / "config.json").read_text())["data"] == str(moved_data)
+
+
+def test_a_run_started_on_one_gpu_resumes_on_a_cpu_with_its_recipe(tiny_data, tmp_path, monkeypatch):
+    """A run whose step was recorded as a CUDA graph (AdamW capturable, its learning rate a tensor, its
+    momentum held at 0.9) continues op by op where no GPU is, as it would have gone on: the recording
+    is emulated on the CPU by a "graph" that runs the step as called."""
+    from mmdigits import engine
+    from mmdigits.config import TrainConfig
+    from mmdigits.runs import train_run
+
+    monkeypatch.setattr(TrainConfig, "check_place", lambda self, device_type, distributed: None)
+    monkeypatch.setattr(engine, "capture_cuda_graph", lambda step, generator: step)
+    recorded = {"cuda_graph": True, "precision": "fp32"}  # fp32: bf16 rounds otherwise where autocast caches
+    straight = tmp_path / "straight"
+    train_run(TrainConfig(data=str(tiny_data), model=FAST_MODEL, epochs=2, seed=5, out=str(straight), **recorded))
+    last = train_first_of_two_epochs(tiny_data, tmp_path / "started-on-a-gpu", **recorded)
+    monkeypatch.undo()
+    started = torch.load(last, weights_only=True)
+    assert started["config"]["cuda_graph"] and not started["scheduler"]["cycle_momentum"]
+    result = run_cli("train", "--resume", last)
+    assert result.exit_code == 0, result.output
+    assert_same_training(straight, last.parent)
+    assert json.loads((last.parent / "config.json").read_text())["cuda_graph"] is False
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--epochs", "4", "--lr", "0.01"], "--epochs, --lr cannot change, only --data and --device"),
+        (["--out", "elsewhere"], "--out cannot change, only --data and --device"),
+    ],
+)
+def test_options_given_with_resume_are_refused_not_ignored(tiny_data, tmp_path, options, message):
+    last = train_first_of_two_epochs(tiny_data, tmp_path / "run")
+    before = last.read_bytes()
+    result = run_cli("train", "--resume", last, *options)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"Error: --resume continues {last.parent} with the options it started with ({last.parent / 'config.json'}); "
+        f"{message}: start a new run to train otherwise"
+    ]
+    assert last.read_bytes() == before
+    assert run_cli("train", "--resume", last, "--out", last.parent).exit_code == 0  # its own folder, named again
+    finished = run_cli("train", "--resume", last)
+    assert finished.exit_code == 2
+    assert finished.stderr.strip() == (
+        f"Error: --resume {last}: the run has trained all its 2 epochs; its model is {last.parent / 'best.pth'}"
     )
 
 
