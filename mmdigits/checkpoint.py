@@ -82,7 +82,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder; pass a .pth file (for example {path}/best.pth)")
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
+        raise CheckpointError(f"{path}: no such checkpoint (`mmdigits train` writes runs/<model>/best.pth)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

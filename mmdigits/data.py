@@ -157,9 +157,18 @@ def load_pair(image_path: Path, audio_path: Path) -> Split:
 
 
 def require_folder(data_dir: Path) -> Path:
+    """The --data folder; refused in one line where it is missing or holds none of the competition's
+    files (a command run in the wrong folder), with the way to data."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such folder (pass --data DIR with the competition files)")
+    if not any(
+        (data_dir / name).is_file() for name in (TRAIN_IMAGE, TRAIN_AUDIO, TRAIN_LABELS, TEST_IMAGE, TEST_AUDIO)
+    ):
+        raise DataError(
+            f"{data_dir.resolve()}: holds none of the competition's files ({TRAIN_IMAGE}, ...); pass --data DIR "
+            "with them, or run `mmdigits demo`, which makes a dataset and trains on it"
+        )
     return data_dir
 
 

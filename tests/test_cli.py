@@ -160,7 +160,7 @@ def test_evaluate_reports_conditions(trained_run, tiny_data, tmp_path):
         (["train", "--cuda-graph", "--device", "cpu"], 2, "--cuda-graph records the training step on one CUDA GPU"),
         (["train", "--cuda-graph", "--compile"], 2, "--cuda-graph and --compile both record CUDA graphs"),
         (["bench", "--cuda-graph", "--device", "cpu"], 2, "--cuda-graph records the training step on one CUDA GPU"),
-        (["predict", "-c", "missing.pth"], 1, "missing.pth: no such checkpoint"),
+        (["predict", "-c", "missing.pth"], 1, "missing.pth: no such checkpoint (`mmdigits train` writes runs/"),
         (["tsne", "--split", "dev"], 2, "--split dev"),
     ],
 )

@@ -83,6 +83,10 @@ def save(path, array):
 
 BAD_CASES = {
     "missing file": (lambda d: (d / "x_train_sp.npy").unlink(), "x_train_sp.npy: no such file"),
+    "none of the files (the wrong folder)": (
+        lambda d: [path.unlink() for path in d.iterdir()],
+        "holds none of the competition's files (x_train_wr.npy, ...); pass --data DIR with them, or run `mmdigits",
+    ),
     "wrong image shape": (lambda d: save(d / "x_train_wr.npy", np.zeros((200, 780))), "images have shape"),
     "wrong audio shape": (lambda d: save(d / "x_train_sp.npy", np.zeros((200, 500))), "audio has shape"),
     "rows disagree": (
