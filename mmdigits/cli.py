@@ -27,7 +27,7 @@ from mmdigits.artifacts import refuse_overwrite
 from mmdigits.cli_options import DEFAULT_CHECKPOINT, with_config_options
 from mmdigits.config import TrainConfig
 from mmdigits.errors import MmdigitsError, UsageError
-from mmdigits.reporting import console, data_warnings_as_lines, print_epoch, progress_bar, show, warn
+from mmdigits.reporting import console, data_warnings_as_lines, print_epoch, progress_bar, rank_zero, show, warn
 from mmdigits.stopping import Stopped, stop_on_signals
 
 SETTINGS = {"context_settings": {"help_option_names": ["-h", "--help"]}, "no_args_is_help": True}
@@ -62,7 +62,10 @@ def command(group: typer.Typer = app, name: str | None = None) -> Callable:
                 if os.environ.get("MMDIGITS_DEBUG"):
                     raise
                 stopped = isinstance(error, (Stopped, KeyboardInterrupt))
-                typer.echo(f"Interrupted: {error or 'quit at once'}" if stopped else f"Error: {error}", err=True)
+                if not stopped:
+                    typer.echo(f"Error: {error}", err=True)
+                elif rank_zero():  # every rank stops alike; one says so
+                    typer.echo(f"Interrupted: {str(error) or 'quit at once'}", err=True)
                 raise typer.Exit(130 if stopped else 2 if isinstance(error, UsageError) else 1) from None
 
         return group.command(name)(friendly)
@@ -83,7 +86,7 @@ def run_training(
     if payload is not None:
         console.print(f"resuming {config.model} from {resume} after epoch {payload['epoch']}")
 
-    with stop_on_signals() as stop, progress_bar("training") as advance:
+    with stop_on_signals(announce=rank_zero()) as stop, progress_bar("training") as advance:
         summary = lib.runs.train_run(
             config, payload, log=console.print, on_epoch=print_epoch, on_batch=advance, stop=stop
         )
@@ -299,7 +302,7 @@ def tune(
 ) -> None:
     """Search the recipe with Optuna, pruned on validation macro-F1; options you give are held fixed.
     Writes best.json for `train --config`; the same command again continues the study."""
-    with stop_on_signals() as stop:
+    with stop_on_signals(announce=rank_zero()) as stop:
         found = lib.tuning.run_tune(config, given, trials, out, storage, study, timeout, jobs, stop, console.print)
     show(*tables.tune_lines(found, config.data))
     if found.stopped_by:

@@ -18,6 +18,13 @@ from mmdigits.artifacts import atomic_path, pyplot, save_figure
 from mmdigits.errors import DataWarning
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # progress and logs; results go to stdout
+
+
+def rank_zero() -> bool:
+    """Whether this process says what every process of a torchrun job would say: rank 0 only."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 results = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds"]
 
@@ -45,7 +52,7 @@ def data_warnings_as_lines() -> Iterator[None]:
 
         def show_warning(message, category, *args, **kwargs) -> None:
             if issubclass(category, DataWarning):
-                if os.environ.get("RANK", "0") == "0":
+                if rank_zero():
                     warn([str(message)])
             else:
                 print_other(message, category, *args, **kwargs)
@@ -57,7 +64,7 @@ def data_warnings_as_lines() -> Iterator[None]:
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator:
     """A transient bar on a terminal (nothing in CI logs); yields advance(done, total)."""
-    if not console.is_terminal or os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 only
+    if not console.is_terminal or not rank_zero():
         yield lambda done, total=None: None
         return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]

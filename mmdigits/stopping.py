@@ -3,6 +3,10 @@
 A run that is asked to stop finishes its batch (or the checkpoint it is writing), keeps last.pth
 and exits 130; a second signal leaves at once. The handlers are installed whatever the parent
 left: a background job of a non-interactive shell inherits SIGINT as ignored.
+
+One Ctrl-C can arrive twice: under torchrun the terminal sends it to the workers and to the
+launcher, which forwards it to them again a few milliseconds later. The same signal within
+DUPLICATE_SECONDS of the first is that copy, not a second request.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from time import monotonic
 
 from mmdigits.errors import MmdigitsError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+DUPLICATE_SECONDS = 2.0  # the same signal again within this is one request delivered twice (ms apart; 2 s under load)
 
 
 @dataclass
@@ -50,15 +56,21 @@ class RunStopped(Stopped):
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
-    """Within the block, the first SIGINT/SIGTERM sets the flag; a second raises KeyboardInterrupt."""
+def stop_on_signals(announce: bool = True) -> Iterator[StopRequest]:
+    """Within the block, the first SIGINT/SIGTERM sets the flag (and says so if `announce`: under
+    torchrun one rank speaks for all); a second raises KeyboardInterrupt."""
     stop = StopRequest()
+    first_at = 0.0
 
     def handle(number: int, frame: object) -> None:
+        nonlocal first_at
         if stop.requested:
+            if signal.Signals(number).name == stop.signal_name and monotonic() - first_at < DUPLICATE_SECONDS:
+                return  # torchrun's copy of the Ctrl-C this process had already
             raise KeyboardInterrupt
-        stop.signal_name = signal.Signals(number).name
-        os.write(2, b"\nstopping after this batch (again to quit at once)\n")
+        stop.signal_name, first_at = signal.Signals(number).name, monotonic()
+        if announce:
+            os.write(2, b"\nstopping after this batch (again to quit at once)\n")
 
     previous = {number: signal.signal(number, handle) for number in SIGNALS}
     try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -77,10 +80,44 @@ def test_two_process_gloo_run_matches_one_process(ddp_data, tmp_path):
     assert run_cli(*train_args(ddp_data, single)).exit_code == 0
     ddp_metrics, single_metrics = pd.read_csv(distributed / "metrics.csv"), pd.read_csv(single / "metrics.csv")
     assert len(ddp_metrics) == len(single_metrics) == 2
-    assert abs(ddp_metrics["val_acc"].iloc[-1] - single_metrics["val_acc"].iloc[-1]) < 0.1
+    # The same steps of the same global batch, but batch norm sees each rank's half of it, so the two
+    # runs part early: the first epoch's loss agrees (1 % apart, measured), later figures need not (the
+    # last validation accuracy was 0.566 against 0.648, and moved with the threads of the process).
+    first_ddp, first_single = ddp_metrics["train_loss"].iloc[0], single_metrics["train_loss"].iloc[0]
+    assert abs(first_ddp - first_single) < 0.05 * first_single
+    assert (ddp_metrics["val_acc"] > 0.3).all() and (single_metrics["val_acc"] > 0.3).all()  # both learn (chance: 0.1)
 
     predicted = run_cli("predict", "-c", distributed / "best.pth", "--data", ddp_data, "--out", tmp_path / "s.csv")
     assert predicted.exit_code == 0, predicted.output
+
+
+def test_ctrl_c_on_a_torchrun_job_stops_every_rank_with_last_checkpoint(ddp_data, tmp_path):
+    """A terminal's Ctrl-C reaches the launcher and both workers, and the launcher forwards it to
+    them again: the copy must not make the workers quit at once. They stop together at the end of
+    an epoch, keep last.pth and one of them prints the resume command."""
+    out, log = tmp_path / "ddp", tmp_path / "stderr.log"
+    environment = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+               "-m", "mmdigits", *train_args(ddp_data, out), "--epochs", "500"]  # fmt: skip
+    with open(log, "w") as stderr:
+        job = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=stderr, env={**environment, "OMP_NUM_THREADS": "1"},
+            start_new_session=True,  # its own process group, as a terminal gives a foreground job
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "metrics.csv").exists() and job.poll() is None:
+            assert time.monotonic() < deadline, "the job never finished an epoch"
+            time.sleep(0.1)
+        os.killpg(job.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: every process of the group
+        job.wait(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)
+    ours = [line for line in log.read_text().splitlines() if line.startswith("Interrupted:")]
+    assert ours == [f"Interrupted: stopped by SIGINT: {out / 'last.pth'} is kept; resume with: mmdigits train "
+                    f"--resume {out / 'last.pth'}"], log.read_text()[-3000:]  # fmt: skip
+    assert torch.load(out / "last.pth", weights_only=True)["epoch"] >= 1
 
 
 def test_a_one_process_torchrun_job_is_a_plain_run_that_may_record_the_step(monkeypatch):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import FAST_MODEL
 
-from mmdigits import engine
+from mmdigits import engine, stopping
 from mmdigits.config import TrainConfig
 from mmdigits.runs import train_run
 from mmdigits.stopping import RunStopped, stop_on_signals
@@ -95,3 +95,19 @@ def test_the_second_signal_quits_at_once_and_handlers_are_restored():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_one_ctrl_c_delivered_twice_is_one_request(monkeypatch):
+    """Under torchrun the terminal's Ctrl-C reaches each worker and the launcher forwards it again
+    milliseconds later: that copy is not a second request. The same signal a second later is, and
+    so is another signal at once (the test above)."""
+    clock = [100.0]
+    monkeypatch.setattr(stopping, "monotonic", lambda: clock[0])
+    with stop_on_signals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        clock[0] += 0.05
+        os.kill(os.getpid(), signal.SIGINT)  # the launcher's copy
+        assert stop.signal_name == "SIGINT"
+        clock[0] += stopping.DUPLICATE_SECONDS
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
