@@ -87,9 +87,13 @@ def resumed_config(
     op by op elsewhere: the recipe (AdamW's fixed momentum) travels in the optimizer's and
     scheduler's state."""
     folder = resume.parent
-    if "out" in given and Path(config.out).resolve() == folder.resolve():
-        given = given - {"out"}  # the run's own folder, named again
-    fixed = sorted(given - set(RESUMABLE_ELSEWHERE))
+
+    def changes(name: str) -> bool:  # a value said again is no change (a --config file says them all)
+        if name == "out":
+            return Path(config.out).resolve() != folder.resolve()
+        return getattr(config, name) != getattr(recorded, name)
+
+    fixed = sorted(name for name in given if name not in RESUMABLE_ELSEWHERE and changes(name))
     if fixed:
         flags = ", ".join(flag(name) for name in fixed)
         raise UsageError(
@@ -101,7 +105,7 @@ def resumed_config(
             f"--resume {resume}: the run has trained all its {recorded.epochs} epochs; its model is "
             f"{folder / 'best.pth'}"
         )
-    moved = {name: getattr(config, name) for name in given}
+    moved = {name: getattr(config, name) for name in given if name in RESUMABLE_ELSEWHERE}
     return replace(recorded, out=str(folder), cuda_graph=None if recorded.cuda_graph else False, **moved)
 
 

@@ -313,7 +313,8 @@ def test_options_given_with_resume_are_refused_not_ignored(tiny_data, tmp_path, 
         f"{message}: start a new run to train otherwise"
     ]
     assert last.read_bytes() == before
-    assert run_cli("train", "--resume", last, "--out", last.parent).exit_code == 0  # its own folder, named again
+    said_again = ("--out", last.parent, "--epochs", "2", "--seed", "5")  # the run's own values, as a --config gives
+    assert run_cli("train", "--resume", last, *said_again).exit_code == 0
     finished = run_cli("train", "--resume", last)
     assert finished.exit_code == 2
     assert finished.stderr.strip() == (
