@@ -18,15 +18,13 @@ from mmdigits.artifacts import atomic_path, pyplot, save_figure
 from mmdigits.errors import DataWarning
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # progress and logs; results go to stdout
+results = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds"]
 
 
 def rank_zero() -> bool:
     """Whether this process says what every process of a torchrun job would say: rank 0 only."""
     return os.environ.get("RANK", "0") == "0"
-
-
-results = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds"]
 
 
 def show(*renderables: Any) -> None:
