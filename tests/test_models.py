@@ -16,6 +16,7 @@ from mmdigits.errors import UsageError
 from mmdigits.inference import logits_for, unlike_training
 from mmdigits.models import create_model, list_models, model_arguments, registry
 from mmdigits.models.attention import attend, encode
+from mmdigits.models.dropout import DRAWS, Dropout
 from mmdigits.models.fusion import FUSIONS, GatedFusion
 from mmdigits.models.registry import register_fusion
 
@@ -251,6 +252,27 @@ def test_batch_first_attention_is_torchs_attention_on_the_same_parameters(train)
         expected = torchs()
         torch.manual_seed(1)
         torch.testing.assert_close(ours(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_dropout_drops_every_value_alone_with_its_probability_and_keeps_the_mean():
+    """The models' dropout draws its CPU mask as four 16-bit lanes of each 64-bit random word: every
+    lane must drop with the probability asked, independently of the lane beside it (a generator of
+    63-bit words would never drop the fourth lane), what is kept is scaled so the mean stays, the
+    gradient passes the same mask, a seed repeats it, and in eval mode nothing changes."""
+    dropout = Dropout(0.1)
+    values = torch.ones(250_000, 4, requires_grad=True)  # column j: lane j of every word
+    torch.manual_seed(0)
+    out = dropout(values)
+    dropped = out == 0
+    assert ((dropped.float().mean(dim=0) - 0.1).abs() < 0.003).all()  # 5 standard errors of 250,000
+    assert abs((dropped[:, 0] & dropped[:, 1]).float().mean() - 0.01) < 0.001
+    assert (out[~dropped] == DRAWS / (DRAWS - round(0.1 * DRAWS))).all()
+    assert abs(out.mean().item() - 1) < 0.003
+    out.sum().backward()
+    assert torch.equal(values.grad, out.detach())
+    torch.manual_seed(0)
+    assert torch.equal(dropout(values), out)
+    assert torch.equal(dropout.eval()(values), values)
 
 
 def test_inputs_unlike_the_training_data_are_named_for_the_modalities_a_model_reads():

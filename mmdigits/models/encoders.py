@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmdigits.models.attention import encode
+from mmdigits.models.dropout import Dropout
 
 
 class ImageCNN(nn.Module):
@@ -38,7 +39,7 @@ class ImageCNN(nn.Module):
         ).to(memory_format=torch.channels_last)
         self.token_dim = 4 * width
         self.project = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width * 49, embed_dim), nn.ReLU(inplace=True)
+            nn.Flatten(), Dropout(dropout), nn.Linear(4 * width * 49, embed_dim), nn.ReLU(inplace=True)
         )
         self.embed_dim = embed_dim
 
@@ -60,7 +61,7 @@ class AudioRNN(nn.Module):
             13, hidden, num_layers=layers, batch_first=True, bidirectional=True, dropout=dropout if layers > 1 else 0.0
         )
         self.token_dim = 2 * hidden
-        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * hidden, embed_dim), nn.ReLU(inplace=True))
+        self.project = nn.Sequential(Dropout(dropout), nn.Linear(4 * hidden, embed_dim), nn.ReLU(inplace=True))
         self.embed_dim = embed_dim
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +110,7 @@ class AudioTransformer(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.token_dim = d_model
-        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * d_model, embed_dim), nn.ReLU(inplace=True))
+        self.project = nn.Sequential(Dropout(dropout), nn.Linear(2 * d_model, embed_dim), nn.ReLU(inplace=True))
         self.embed_dim = embed_dim
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
