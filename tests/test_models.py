@@ -254,6 +254,20 @@ def test_batch_first_attention_is_torchs_attention_on_the_same_parameters(train)
         torch.testing.assert_close(ours(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_the_audio_transformers_layer_norms_read_contiguous_tokens():
+    """The stem's output is transposed to (B, tokens, d); left with those strides, the whole residual
+    stream inherits them and every layer norm copies its input before it runs, forward and backward
+    (2-5 % of the flagship's CPU step, docs/benchmarks.md)."""
+    model = create_model("cnn_transformer_attention")
+    layouts = []
+    for norm in [model.audio_encoder.norm] + [
+        part for layer in model.audio_encoder.encoder.layers for part in (layer.norm1, layer.norm2)
+    ]:
+        norm.register_forward_pre_hook(lambda module, args: layouts.append(args[0].is_contiguous()))
+    model(*inputs())
+    assert layouts == [True] * 5
+
+
 def test_cpu_dropout_drops_every_value_alone_with_its_probability_and_keeps_the_mean():
     """The models' dropout draws its CPU mask as four 16-bit lanes of each 64-bit random word: every
     lane must drop with the probability asked, independently of the lane beside it (a generator of
