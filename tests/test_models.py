@@ -257,7 +257,7 @@ def test_batch_first_attention_is_torchs_attention_on_the_same_parameters(train)
 def test_the_audio_transformers_layer_norms_read_contiguous_tokens():
     """The stem's output is transposed to (B, tokens, d); left with those strides, the whole residual
     stream inherits them and every layer norm copies its input before it runs, forward and backward
-    (2-5 % of the flagship's CPU step, docs/benchmarks.md)."""
+    (about 1 % of the flagship's CPU step, docs/benchmarks.md)."""
     model = create_model("cnn_transformer_attention")
     layouts = []
     for norm in [model.audio_encoder.norm] + [

@@ -115,7 +115,7 @@ class AudioTransformer(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Contiguous: otherwise the residual stream keeps the stem's transposed strides and every layer
-        # norm (and its backward) copies its input first, 2-5 % of the flagship's step on 2 CPU cores.
+        # norm (and its backward) copies its input first (about 1 % of the flagship's step on 2 CPU cores).
         tokens = self.stem(audio.transpose(1, 2)).transpose(1, 2).contiguous()  # (B, 20, d)
         if self.cls is not None:
             tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)
