@@ -172,7 +172,9 @@ def tsne(
 def evaluate(
     checkpoint: opt.Checkpoints = [DEFAULT_CHECKPOINT],  # noqa: B006
     data: opt.Data = Path("."),
-    labels: opt.Labels = Path("y_test.csv"),
+    labels: Annotated[
+        Optional[Path], typer.Option(help="row_id,label[,condition] CSV; default: y_test.csv in --data.")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder for confusion_matrix.png and per_class.csv.")] = Path("evaluation"),
     tta: opt.Tta = False,
     device: opt.Device = "auto",

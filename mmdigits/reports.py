@@ -56,14 +56,15 @@ def write_scores(out: Path, predictions: np.ndarray, labels: np.ndarray, result:
 def evaluate_report(
     checkpoints: list[Path],
     data: Path,
-    labels: Path,
+    labels: Path | None,
     out: Path,
     tta: bool = False,
     device: str = "auto",
     overwrite: bool = False,
 ) -> tuple[Report, str, list[str]]:
-    """Score a model or an ensemble on labelled test files; returns the report, its title and
-    warnings about test inputs unlike the training data."""
+    """Score a model or an ensemble on labelled test files (`labels`, else y_test.csv beside them);
+    returns the report, its title and warnings about test inputs unlike the training data."""
+    labels = data / "y_test.csv" if labels is None else labels
     refuse_overwrite(out, EVALUATE_FILES, overwrite, "an evaluation")
     models, torch_device = load_ensemble(checkpoints, device)
     test, conditions, _ = labelled_pairs({}, data, labels)

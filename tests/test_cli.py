@@ -133,6 +133,21 @@ def test_tsne_writes_plots_and_scores(trained_run, tiny_data, tmp_path):
     assert "NMI" in result.stdout
 
 
+def test_evaluate_reads_the_labels_beside_the_test_files_by_default(trained_run, tiny_data, tmp_path):
+    """`evaluate --data DIR` scores against DIR/y_test.csv (what `data make` and `demo` write), not
+    a y_test.csv wherever the command happens to run."""
+    result = run_cli("evaluate", "-c", trained_run / "best.pth", "--data", tiny_data, "--out", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    assert "audio_noisy" in result.stdout
+    (tiny_data / "y_test.csv").rename(tmp_path / "elsewhere.csv")
+    try:
+        missing = run_cli("evaluate", "-c", trained_run / "best.pth", "--data", tiny_data, "--out", tmp_path / "ev2")
+    finally:
+        (tmp_path / "elsewhere.csv").rename(tiny_data / "y_test.csv")
+    assert missing.exit_code != 0 and str(tiny_data / "y_test.csv") in missing.output
+    assert "Traceback" not in missing.output
+
+
 def test_evaluate_reports_conditions(trained_run, tiny_data, tmp_path):
     result = run_cli(
         "evaluate",
