@@ -166,6 +166,9 @@ def tsne_report(
     refuse_overwrite(out, TSNE_FILES, overwrite, "t-SNE maps")
     torch_device = pick_device(device)
     model, payload = load_model(checkpoint, torch_device)
+    if split == "test" and labels is None and (data / "y_test.csv").is_file():
+        labels = data / "y_test.csv"  # what `data make` and `demo` write beside the test files
+        log(f"colouring the test pairs by digit from {labels}")
     if split == "train":
         config = TrainConfig.from_dict({**payload["config"], "data": str(data)})
         chosen = split_for(config, load_train(data))[0]

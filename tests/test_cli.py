@@ -148,6 +148,22 @@ def test_evaluate_reads_the_labels_beside_the_test_files_by_default(trained_run,
     assert "Traceback" not in missing.output
 
 
+def test_tsne_of_the_test_split_colours_by_the_labels_beside_it(trained_run, tiny_data, tmp_path):
+    """`tsne --split test` on a folder holding y_test.csv colours its maps by digit (and scores the
+    clusters) without being told where the labels are; without the file, by cluster only."""
+    arguments = ["tsne", "-c", trained_run / "best.pth", "--data", tiny_data, "--split", "test", "--samples", "20"]
+    result = run_cli(*arguments, "--out", tmp_path / "with")
+    assert result.exit_code == 0, result.output
+    assert "label" in pd.read_csv(tmp_path / "with" / "tsne_coordinates.csv").columns
+    (tiny_data / "y_test.csv").rename(tmp_path / "elsewhere.csv")
+    try:
+        unlabelled = run_cli(*arguments, "--out", tmp_path / "without")
+    finally:
+        (tmp_path / "elsewhere.csv").rename(tiny_data / "y_test.csv")
+    assert unlabelled.exit_code == 0, unlabelled.output
+    assert "label" not in pd.read_csv(tmp_path / "without" / "tsne_coordinates.csv").columns
+
+
 def test_evaluate_reports_conditions(trained_run, tiny_data, tmp_path):
     result = run_cli(
         "evaluate",
