@@ -19,6 +19,7 @@ from mmdigits.errors import DataError, DataWarning
 CONDITIONS = ("clean", "image_noisy", "audio_noisy", "both_mild")  # noise conditions a labels CSV may name
 TRAIN_IMAGE, TRAIN_AUDIO, TRAIN_LABELS = "x_train_wr.npy", "x_train_sp.npy", "y_train.csv"
 TEST_IMAGE, TEST_AUDIO = "x_test_wr.npy", "x_test_sp.npy"
+TEST_LABELS = "y_test.csv"  # not in the competition's files: what `data make` writes for scoring
 NUM_CLASSES = 10
 IMAGE_SHAPE, AUDIO_SHAPE = (28, 28), (39, 13)
 PIXEL_ROUNDING = 1e-3  # pixels this far outside [0, 1] are rounding, kept as given

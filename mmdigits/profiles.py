@@ -15,10 +15,9 @@ import numpy as np
 
 from mmdigits import __version__, foreign, synth
 from mmdigits.artifacts import refuse_overwrite, save_csv, save_npy, write_json
-from mmdigits.data import TEST_AUDIO, TEST_IMAGE, TRAIN_AUDIO, TRAIN_IMAGE, TRAIN_LABELS, Split
+from mmdigits.data import TEST_AUDIO, TEST_IMAGE, TEST_LABELS, TRAIN_AUDIO, TRAIN_IMAGE, TRAIN_LABELS, Split
 from mmdigits.errors import UsageError
 
-TEST_LABELS = "y_test.csv"
 PROVENANCE = "dataset.json"  # how `data make` made the folder, so that reports can say how to rebuild it
 DATASET_FILES = (TRAIN_IMAGE, TRAIN_AUDIO, TRAIN_LABELS, TEST_IMAGE, TEST_AUDIO, TEST_LABELS, PROVENANCE)
 AUDIO_UNITS = ("unit", "raw")  # unit: standardised and mapped to about [0, 1]; raw: librosa's MFCC

@@ -15,7 +15,7 @@ from mmdigits import analysis
 from mmdigits.artifacts import atomic_path, refuse_overwrite, write_json
 from mmdigits.checkpoint import load_ensemble, load_model
 from mmdigits.config import TrainConfig
-from mmdigits.data import TEST_AUDIO, TEST_IMAGE, Split, load_test, load_train, read_label_table
+from mmdigits.data import TEST_AUDIO, TEST_IMAGE, TEST_LABELS, Split, load_test, load_train, read_label_table
 from mmdigits.embeddings import cluster, cluster_scores, embeddings_for, numbered_by_digit, plot_map, tsne_2d
 from mmdigits.errors import DataError, UsageError
 from mmdigits.evaluation import Report, plot_confusion, report
@@ -64,7 +64,7 @@ def evaluate_report(
 ) -> tuple[Report, str, list[str]]:
     """Score a model or an ensemble on labelled test files (`labels`, else y_test.csv beside them);
     returns the report, its title and warnings about test inputs unlike the training data."""
-    labels = data / "y_test.csv" if labels is None else labels
+    labels = data / TEST_LABELS if labels is None else labels
     refuse_overwrite(out, EVALUATE_FILES, overwrite, "an evaluation")
     models, torch_device = load_ensemble(checkpoints, device)
     test, conditions, _ = labelled_pairs({}, data, labels)
@@ -166,8 +166,8 @@ def tsne_report(
     refuse_overwrite(out, TSNE_FILES, overwrite, "t-SNE maps")
     torch_device = pick_device(device)
     model, payload = load_model(checkpoint, torch_device)
-    if split == "test" and labels is None and (data / "y_test.csv").is_file():
-        labels = data / "y_test.csv"  # what `data make` and `demo` write beside the test files
+    if split == "test" and labels is None and (data / TEST_LABELS).is_file():
+        labels = data / TEST_LABELS  # what `data make` and `demo` write beside the test files
         log(f"colouring the test pairs by digit from {labels}")
     if split == "train":
         config = TrainConfig.from_dict({**payload["config"], "data": str(data)})
