@@ -352,7 +352,7 @@ def demo(
     refuse_overwrite(run, lib.runs.RUN_FILES, overwrite, "a demo run")  # the steps below then replace freely
     data_make(out=data, train=train_pairs, test=test_pairs, seed=0, profile="shipped", overwrite=overwrite)
     run_training(config, overwrite=True)
-    best, scored = run / "best.pth", {"data": data, "labels": data / "y_test.csv", "device": config.device}
+    best, scored = run / "best.pth", {"data": data, "labels": data / lib.data.TEST_LABELS, "device": config.device}
     predict(checkpoint=[best], data=data, out=out / "submission.csv", device=config.device)
     tsne(checkpoint=best, split="test", samples=2000, out=out / "plots", overwrite=True, **scored)
     evaluate(checkpoint=[best], out=out / "evaluation", overwrite=True, **scored)
