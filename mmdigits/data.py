@@ -178,6 +178,12 @@ def load_train(data_dir: Path) -> Split:
     data_dir = require_folder(data_dir)
     split = load_pair(data_dir / TRAIN_IMAGE, data_dir / TRAIN_AUDIO)
     split.labels = read_labels(data_dir / TRAIN_LABELS, rows=len(split))
+    absent = np.flatnonzero(np.bincount(split.labels, minlength=NUM_CLASSES) == 0)
+    if len(absent):  # such labels train, but into a model that never predicts the digits it never saw
+        digits = ("digits " if len(absent) > 1 else "digit ") + ", ".join(map(str, absent))
+        them = "them" if len(absent) > 1 else "it"
+        message = f"{data_dir / TRAIN_LABELS}: no rows of {digits}; the model will never predict {them}"
+        warnings.warn(DataWarning(message), stacklevel=2)
     return split
 
 

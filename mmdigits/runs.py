@@ -162,8 +162,9 @@ def train_run(
         (train, val), n_groups = splits, 0
     config = config.resolved(len(train), device.type == "cuda", dist.enabled)
     steps = len(batch_bounds(len(train), config.batch_size, dist.world))
+    epochs = f"{config.epochs} epoch" + "s" * (config.epochs != 1)
     log(
-        f"schedule: {config.epochs} epochs x {steps} steps of {config.batch_size} pairs = {config.epochs * steps} "
+        f"schedule: {epochs} x {steps} steps of {config.batch_size} pairs = {config.epochs * steps} "
         f"optimiser steps (one-cycle, {int(0.2 * config.epochs * steps)} warm-up steps, peak lr {config.lr:g})"
     )
     seed_everything(config.seed)

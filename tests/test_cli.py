@@ -518,6 +518,21 @@ def test_pixels_read_as_0_to_255_are_said_and_unknown_scales_refused(trained_run
     assert submission.read_text() == "kept\n"
 
 
+def test_a_digit_missing_from_the_training_labels_is_said_by_train_and_data_check(tiny_data, tmp_path):
+    """Labels without a digit still train, into a model that never predicts it: one warning line that
+    names the file and the digit, from train and from data check (which does not count it twice)."""
+    folder = tmp_path / "no_sevens"
+    shutil.copytree(tiny_data, folder)
+    labels = pd.read_csv(tiny_data / "y_train.csv")
+    labels.assign(label=labels["label"].replace(7, 6)).to_csv(folder / "y_train.csv", index=False)
+    said = f"warning: {folder}/y_train.csv: no rows of digit 7; the model will never predict it"
+    trained = run_cli("train", "--data", folder, "--model", FAST_MODEL, "--epochs", "1", "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+    assert [line for line in trained.stderr.splitlines() if "warning:" in line] == [said]
+    checked = run_cli("data", "check", "--data", folder)
+    assert checked.exit_code == 0 and said in checked.stdout and "1 warning(s)" in checked.stdout
+
+
 def test_a_data_warning_is_one_line_said_again_by_the_next_command_and_by_rank_0_only(monkeypatch, capsys):
     for rank, said in (("0", True), ("0", True), ("1", False)):  # the same message twice: two commands
         monkeypatch.setenv("RANK", rank)
