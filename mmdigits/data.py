@@ -123,7 +123,8 @@ def read_label_table(path: Path):
     bad = labels.isna() | (labels != labels.round())
     if bad.any():
         row = int(np.argmax(bad.to_numpy()))
-        raise DataError(f"{path}: label {table['label'].iloc[row]!r} on line {row + 2} is not an integer")
+        shown = str(table["label"].iloc[row])  # as the file holds it: 'nan', not numpy's np.float64(nan)
+        raise DataError(f"{path}: label {shown!r} on line {row + 2} is not an integer")
     out_of_range = (labels < 0) | (labels >= NUM_CLASSES)
     if out_of_range.any():
         row = int(np.argmax(out_of_range.to_numpy()))

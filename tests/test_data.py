@@ -114,7 +114,13 @@ BAD_CASES = {
         lambda d: d.joinpath("y_train.csv").write_text(
             "row_id,label\n" + "".join(f"{i},{2.5 if i == 0 else 1}\n" for i in range(200))
         ),
-        "is not an integer",
+        "label '2.5' on line 2 is not an integer",
+    ),
+    "label missing": (
+        lambda d: d.joinpath("y_train.csv").write_text(
+            "row_id,label\n" + "".join(f"{i},{'' if i == 3 else 1}\n" for i in range(200))
+        ),
+        "label 'nan' on line 5 is not an integer",
     ),
     "no label column": (lambda d: d.joinpath("y_train.csv").write_text("row_id,digit\n0,1\n"), "no 'label' column"),
     "duplicate row ids": (
