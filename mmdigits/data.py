@@ -123,8 +123,10 @@ def read_label_table(path: Path):
     bad = labels.isna() | (labels != labels.round())
     if bad.any():
         row = int(np.argmax(bad.to_numpy()))
-        shown = str(table["label"].iloc[row])  # as the file holds it: 'nan', not numpy's np.float64(nan)
-        raise DataError(f"{path}: label {shown!r} on line {row + 2} is not an integer")
+        value = table["label"].iloc[row]
+        if pd.isna(value):  # an empty cell (or NA, null): pandas holds it as nan, the file does not
+            raise DataError(f"{path}: line {row + 2} has no label")
+        raise DataError(f"{path}: label {str(value)!r} on line {row + 2} is not an integer")  # as written: '2.5'
     out_of_range = (labels < 0) | (labels >= NUM_CLASSES)
     if out_of_range.any():
         row = int(np.argmax(out_of_range.to_numpy()))

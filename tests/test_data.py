@@ -120,7 +120,7 @@ BAD_CASES = {
         lambda d: d.joinpath("y_train.csv").write_text(
             "row_id,label\n" + "".join(f"{i},{'' if i == 3 else 1}\n" for i in range(200))
         ),
-        "label 'nan' on line 5 is not an integer",
+        "line 5 has no label",
     ),
     "no label column": (lambda d: d.joinpath("y_train.csv").write_text("row_id,digit\n0,1\n"), "no 'label' column"),
     "duplicate row ids": (
