@@ -52,11 +52,17 @@ def tsne_2d(embedding: np.ndarray, seed: int = 0) -> np.ndarray:
     return tsne.fit_transform(reduced).astype(np.float32)
 
 
+KMEANS_STARTS = 10  # k-means++ starts; the fit with the least inertia is kept
+
+
 def cluster(embedding: np.ndarray, seed: int = 0, k: int = 10) -> np.ndarray:
-    """k-means on the embedding itself (not on its 2-D t-SNE picture)."""
+    """k-means on the embedding itself (not on its 2-D t-SNE picture). Ten starts, not one: on a
+    fused embedding one start merges two digits and splits a third about half the time (19 of 40
+    seeds on a flagship's validation pairs), so four starts still drew such a map now and then
+    (purity 0.85 instead of 0.98 with seed 0); ten cost 0.8 s at 5,000 points."""
     from sklearn.cluster import KMeans
 
-    return KMeans(n_clusters=min(k, len(embedding)), n_init=4, random_state=seed).fit_predict(embedding)
+    return KMeans(n_clusters=min(k, len(embedding)), n_init=KMEANS_STARTS, random_state=seed).fit_predict(embedding)
 
 
 def numbered_by_digit(clusters: np.ndarray, labels: np.ndarray) -> np.ndarray:

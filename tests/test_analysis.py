@@ -10,7 +10,7 @@ from conftest import run_cli
 
 from mmdigits import reporting
 from mmdigits.analysis import fusion_hurts, utilisation
-from mmdigits.embeddings import cluster_scores, numbered_by_digit
+from mmdigits.embeddings import cluster, cluster_scores, numbered_by_digit
 from mmdigits.metrics import expected_calibration_error
 
 
@@ -102,6 +102,22 @@ def test_k_means_clusters_are_numbered_by_the_digit_each_stands_for():
     assert np.array_equal(np.flatnonzero(numbered != labels), strays)
     assert np.all(numbered[strays] == 8)
     assert cluster_scores(numbered, labels) == pytest.approx(cluster_scores(clusters, labels))
+
+
+def test_k_means_finds_ten_separated_digits_whatever_its_seed():
+    """What the fused maps showed: two digits close together and one loose digit, each cluster
+    apart from the rest, and a single k-means++ start often merges the close pair and splits the
+    loose one (about two starts in three here). The map's clusters must be the digits for every
+    seed (four starts missed them for 5 of these 30 seeds)."""
+    rng = np.random.default_rng(0)
+    dims = 16
+    centres = rng.normal(size=(10, dims)) * 3.0
+    centres[1] = centres[0] + 4.0 * rng.normal(size=dims) / np.sqrt(dims)
+    spread = np.where(np.arange(10) == 2, 1.5, 0.5)
+    labels = np.repeat(np.arange(10), 60)
+    embedding = centres[labels] + rng.normal(size=(len(labels), dims)) * spread[labels, None]
+    missed = [seed for seed in range(30) if cluster_scores(cluster(embedding, seed), labels)["purity"] < 1.0]
+    assert missed == []
 
 
 def test_training_curves_tick_epochs_at_whole_numbers(monkeypatch, tmp_path):
