@@ -8,6 +8,7 @@ with one line naming the file and the problem, before any training starts.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,14 @@ def as_audio(array: np.ndarray, path: Path) -> np.ndarray:
     raise DataError(f"{path}: audio has shape {array.shape}; expected (N, 507) or (N, 39, 13)")
 
 
+def line_of_row(path: Path, row: int) -> int:
+    """The line of the file that holds data row `row` of its pandas table: pandas skips blank and
+    whitespace-only lines, so the row's index alone would miscount after one."""
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        numbers = (number for number, text in enumerate(lines, start=1) if text.strip())
+        return next(itertools.islice(numbers, row + 1, None))  # the first is the header's
+
+
 def read_label_table(path: Path):
     """Read a `row_id,label[,...]` CSV into a DataFrame sorted by row_id, validated."""
     import pandas as pd
@@ -125,12 +134,12 @@ def read_label_table(path: Path):
         row = int(np.argmax(bad.to_numpy()))
         value = table["label"].iloc[row]
         if pd.isna(value):  # an empty cell (or NA, null): pandas holds it as nan, the file does not
-            raise DataError(f"{path}: line {row + 2} has no label")
-        raise DataError(f"{path}: label {str(value)!r} on line {row + 2} is not an integer")  # as written: '2.5'
+            raise DataError(f"{path}: line {line_of_row(path, row)} has no label")
+        raise DataError(f"{path}: label {str(value)!r} on line {line_of_row(path, row)} is not an integer")  # '2.5'
     out_of_range = (labels < 0) | (labels >= NUM_CLASSES)
     if out_of_range.any():
         row = int(np.argmax(out_of_range.to_numpy()))
-        raise DataError(f"{path}: label {int(labels.iloc[row])} on line {row + 2} is outside 0..9")
+        raise DataError(f"{path}: label {int(labels.iloc[row])} on line {line_of_row(path, row)} is outside 0..9")
     table["label"] = labels.astype(np.int64)
     if "row_id" in table.columns:
         row_ids = pd.to_numeric(table["row_id"], errors="coerce")

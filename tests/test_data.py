@@ -122,6 +122,12 @@ BAD_CASES = {
         ),
         "line 5 has no label",
     ),
+    "label after blank lines": (  # pandas skips blank and whitespace-only lines; the line named is the file's
+        lambda d: d.joinpath("y_train.csv").write_text(
+            "row_id,label\n0,1\n\n1,1\n   \n" + "".join(f"{i},{12 if i == 3 else 1}\n" for i in range(2, 200))
+        ),
+        "label 12 on line 7 is outside 0..9",
+    ),
     "no label column": (lambda d: d.joinpath("y_train.csv").write_text("row_id,digit\n0,1\n"), "no 'label' column"),
     "duplicate row ids": (
         lambda d: d.joinpath("y_train.csv").write_text(
