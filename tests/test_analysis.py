@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from mmdigits import reporting
+from mmdigits import embeddings, reporting
 from mmdigits.analysis import fusion_hurts, utilisation
-from mmdigits.embeddings import cluster, cluster_scores, numbered_by_digit
+from mmdigits.embeddings import cluster, cluster_scores, numbered_by_digit, plot_map
 from mmdigits.metrics import expected_calibration_error
 
 
@@ -118,6 +118,22 @@ def test_k_means_finds_ten_separated_digits_whatever_its_seed():
     embedding = centres[labels] + rng.normal(size=(len(labels), dims)) * spread[labels, None]
     missed = [seed for seed in range(30) if cluster_scores(cluster(embedding, seed), labels)["purity"] < 1.0]
     assert missed == []
+
+
+def test_each_map_label_sits_on_its_own_points_when_a_digit_forms_two_islands(monkeypatch, tmp_path):
+    """t-SNE often splits a digit into two islands of about equal size; a label at their median
+    would float in the empty space between them (or on another digit's points)."""
+    drawn = []
+    monkeypatch.setattr(embeddings, "save_figure", lambda figure, path: drawn.append(figure) or path)
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 100)
+    centres = np.array([[0.0, 0.0], [30.0, 0.0], [15.0, 12.0]])  # digit 0 in two islands, digit 1 between
+    coords = centres[[0] * 50 + [1] * 50 + [2] * 100] + rng.normal(size=(200, 2))
+    plot_map(tmp_path / "map.png", coords, labels, labels, "two islands")
+    for axis in drawn[0].axes:
+        for text in axis.texts:
+            own = coords[labels == int(text.get_text())]
+            assert np.min(np.linalg.norm(own - np.array(text.get_position()), axis=1)) < 1.0, text
 
 
 def test_training_curves_tick_epochs_at_whole_numbers(monkeypatch, tmp_path):
