@@ -130,7 +130,7 @@ class TrainConfig:
         training pairs. Small data sets get smaller batches and more epochs, so 5,000 pairs train as
         many steps as they need and 60,000 pairs keep batch 256 x 15 epochs. On a GPU, where a step's
         cost is its kernel launches, large sets take larger batches for the same epochs (48,000
-        pairs: 1024)."""
+        pairs: 1024). The learning rate scales with the rows a step takes, not a batch larger than the split."""
         batch = self.batch_size or int(
             min(AUTO_BATCH[1], max(AUTO_BATCH[0], 2 ** round(math.log2(n_train / AUTO_STEPS_PER_EPOCH))))
         )
@@ -139,7 +139,8 @@ class TrainConfig:
         if gpu and not self.batch_size:
             while batch < GPU_MAX_BATCH and n_train // (2 * batch) >= GPU_MIN_STEPS_PER_EPOCH:
                 batch *= 2
-        lr = self.lr or AUTO_LR * math.sqrt(max(1.0, batch / AUTO_BATCH[1]))
+        rows = min(batch, n_train)  # a split smaller than the batch trains whole (engine.batch_bounds)
+        lr = self.lr or AUTO_LR * math.sqrt(max(1.0, rows / AUTO_BATCH[1]))
         return replace(self, batch_size=batch, epochs=epochs, lr=lr, cuda_graph=self.records_graph(gpu, distributed))
 
     def model_overrides(self) -> dict[str, Any]:

@@ -163,9 +163,13 @@ def train_run(
     config = config.resolved(len(train), device.type == "cuda", dist.enabled)
     steps = len(batch_bounds(len(train), config.batch_size, dist.world))
     epochs = f"{config.epochs} epoch" + "s" * (config.epochs != 1)
+    rows = f"{config.batch_size} pairs"
+    if len(train) < config.batch_size:
+        rows = f"all {len(train)} training pairs (fewer than the batch size, {config.batch_size})"
+    total = config.epochs * steps
     log(
-        f"schedule: {epochs} x {steps} steps of {config.batch_size} pairs = {config.epochs * steps} "
-        f"optimiser steps (one-cycle, {int(0.2 * config.epochs * steps)} warm-up steps, peak lr {config.lr:g})"
+        f"schedule: {epochs} x {steps} step{'s' * (steps != 1)} of {rows} = {total} "
+        f"optimiser step{'s' * (total != 1)} (one-cycle, {int(0.2 * total)} warm-up steps, peak lr {config.lr:g})"
     )
     seed_everything(config.seed)
     model = create_model(config.model, **config.model_overrides())

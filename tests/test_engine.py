@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -55,6 +56,19 @@ def test_automatic_schedule_gives_small_data_enough_steps(pairs, batch, epochs, 
     assert on_gpu.lr == pytest.approx(3e-3 * max(1, gpu_batch / 256) ** 0.5)
     given = TrainConfig(batch_size=64, epochs=3, lr=1e-3, cuda_graph=False)
     assert given.resolved(pairs) == given.resolved(pairs, gpu=True) == given
+
+
+def test_a_batch_larger_than_the_training_split_is_said_and_scales_nothing(tiny_data, tmp_path):
+    """A split smaller than --batch-size trains whole each step; the log says so, and the learning
+    rate is that of the rows a step takes (it was scaled for 5,000 phantom pairs: 0.0133)."""
+    assert TrainConfig(batch_size=5000).resolved(160).lr == pytest.approx(3e-3)
+    assert TrainConfig(batch_size=1024).resolved(48000).lr == pytest.approx(6e-3)
+    result = run_cli(
+        "train", "--data", tiny_data, "--model", FAST_MODEL, "--epochs", "1", "--batch-size", "5000", "--out", tmp_path
+    )
+    assert result.exit_code == 0, result.output
+    assert re.search(r"1 epoch x 1 step of all \d+ training pairs \(fewer than the batch size, 5000\)", result.output)
+    assert "= 1 optimiser step (one-cycle, 0 warm-up steps, peak lr 0.003)" in result.output
 
 
 def test_the_step_is_recorded_as_a_cuda_graph_by_default_only_where_it_can_be():
