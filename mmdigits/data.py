@@ -8,8 +8,10 @@ with one line naming the file and the problem, before any training starts.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,11 +108,19 @@ def as_audio(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def line_of_row(path: Path, row: int) -> int:
-    """The line of the file that holds data row `row` of its pandas table: pandas skips blank and
-    whitespace-only lines, so the row's index alone would miscount after one."""
-    with open(path, encoding="utf-8", errors="replace") as lines:
-        numbers = (number for number, text in enumerate(lines, start=1) if text.strip())
-        return next(itertools.islice(numbers, row + 1, None))  # the first is the header's
+    """The line of the file where data row `row` of its pandas table starts: pandas skips blank and
+    whitespace-only lines and a quoted field may hold line breaks, so neither the row's index nor a
+    count of lines would do; csv's reader counts the file's lines as it reads each record."""
+
+    def starts(reader) -> Iterator[int]:
+        before = 0
+        for record in reader:
+            if any(field.strip() for field in record):
+                yield before + 1
+            before = reader.line_num
+
+    with open(path, encoding="utf-8", errors="replace", newline="") as file:
+        return next(itertools.islice(starts(csv.reader(file)), row + 1, None))  # the first is the header's
 
 
 def read_label_table(path: Path):

@@ -128,6 +128,13 @@ BAD_CASES = {
         ),
         "label 12 on line 7 is outside 0..9",
     ),
+    "label after a quoted line break": (  # a row may span lines; the line named is where the bad one starts
+        lambda d: d.joinpath("y_train.csv").write_text(
+            'row_id,label,note\n0,1,"two\nlines"\n1,1,x\n'
+            + "".join(f"{i},{12 if i == 2 else 1},x\n" for i in range(2, 200))
+        ),
+        "label 12 on line 5 is outside 0..9",
+    ),
     "no label column": (lambda d: d.joinpath("y_train.csv").write_text("row_id,digit\n0,1\n"), "no 'label' column"),
     "duplicate row ids": (
         lambda d: d.joinpath("y_train.csv").write_text(
