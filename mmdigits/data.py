@@ -35,13 +35,18 @@ class Split:
     image: np.ndarray  # (N, 28, 28) float32 in [0, 1]
     audio: np.ndarray  # (N, 39, 13) float64 or float32, as the file holds it
     labels: np.ndarray | None = None  # (N,) int64 in 0..9
+    rows: np.ndarray | None = None  # each pair's row in its files; None: 0..N-1, as read
 
     def __len__(self) -> int:
         return len(self.image)
 
+    def file_rows(self) -> np.ndarray:
+        """Each pair's row in the files it was read from, so that a subset can be traced back."""
+        return np.arange(len(self)) if self.rows is None else self.rows
+
     def subset(self, rows: np.ndarray) -> Split:
         labels = None if self.labels is None else self.labels[rows]
-        return Split(self.image[rows], self.audio[rows], labels)
+        return Split(self.image[rows], self.audio[rows], labels, self.file_rows()[rows])
 
 
 def load_array(path: Path) -> np.ndarray:

@@ -169,15 +169,17 @@ def tsne_report(
     if split == "test" and labels is None and (data / TEST_LABELS).is_file():
         labels = data / TEST_LABELS  # what `data make` and `demo` write beside the test files
         log(f"colouring the test pairs by digit from {labels}")
+    conditions = None
     if split == "train":
         config = TrainConfig.from_dict({**payload["config"], "data": str(data)})
         chosen = split_for(config, load_train(data))[0]
     elif split == "test" and labels is None:
         chosen = load_test(data)  # no labels: the maps are coloured by cluster only
     else:
-        chosen = labelled_pairs(payload, data, labels if split == "test" else None)[0]
-    rows = np.random.default_rng(seed).permutation(len(chosen))[:samples]
-    chosen = chosen.subset(np.sort(rows))
+        chosen, conditions, _ = labelled_pairs(payload, data, labels if split == "test" else None)
+    rows = np.sort(np.random.default_rng(seed).permutation(len(chosen))[:samples])
+    chosen = chosen.subset(rows)
+    conditions = None if conditions is None else conditions[rows]
     log(f"embedding {len(chosen)} {split} pairs with {payload['model']}")
     if split == "test":
         for line in unlike_training(model, chosen.image, chosen.audio, (TEST_IMAGE, TEST_AUDIO)):
@@ -195,16 +197,19 @@ def tsne_report(
         maps.dims[name] = embedding.shape[1]
         if chosen.labels is not None:
             maps.scores[name] = cluster_scores(clusters, chosen.labels)
-    maps.files.append(write_coordinates(out / "tsne_coordinates.csv", coordinates, chosen.labels))
+    maps.files.append(write_coordinates(out / "tsne_coordinates.csv", coordinates, chosen, conditions))
     return maps
 
 
-def write_coordinates(path: Path, coordinates: dict[str, np.ndarray], labels: np.ndarray | None) -> Path:
+def write_coordinates(
+    path: Path, coordinates: dict[str, np.ndarray], pairs: Split, conditions: np.ndarray | None
+) -> Path:
+    """Each point's row in its files (and its digit and noise condition, where known) beside its
+    coordinates and clusters, so that a group on a map can be traced to its pairs."""
     import pandas as pd
 
-    frame = pd.DataFrame(coordinates)
-    if labels is not None:
-        frame.insert(0, "label", labels)
+    known = {"row_id": pairs.file_rows(), "label": pairs.labels, "condition": conditions}
+    frame = pd.DataFrame({name: values for name, values in known.items() if values is not None} | coordinates)
     with atomic_path(path) as temporary:
         frame.to_csv(temporary, index=False, float_format="%.4f")
     return path

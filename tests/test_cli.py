@@ -131,6 +131,10 @@ def test_tsne_writes_plots_and_scores(trained_run, tiny_data, tmp_path):
     coords = pd.read_csv(tmp_path / "tsne_coordinates.csv")
     assert len(coords) == 40 and {"label", "fused_x", "fused_cluster"} <= set(coords.columns)
     assert "NMI" in result.stdout
+    # each point names its row of the training files: a validation row, with that row's digit
+    labels = pd.read_csv(tiny_data / "y_train.csv").set_index("row_id")["label"]
+    assert coords["row_id"].is_unique and (labels[coords["row_id"]].to_numpy() == coords["label"]).all()
+    assert coords["row_id"].max() >= 40  # rows of the files, not of the sample
 
 
 def test_evaluate_reads_the_labels_beside_the_test_files_by_default(trained_run, tiny_data, tmp_path):
@@ -154,14 +158,17 @@ def test_tsne_of_the_test_split_colours_by_the_labels_beside_it(trained_run, tin
     arguments = ["tsne", "-c", trained_run / "best.pth", "--data", tiny_data, "--split", "test", "--samples", "20"]
     result = run_cli(*arguments, "--out", tmp_path / "with")
     assert result.exit_code == 0, result.output
-    assert "label" in pd.read_csv(tmp_path / "with" / "tsne_coordinates.csv").columns
+    coords = pd.read_csv(tmp_path / "with" / "tsne_coordinates.csv")
+    truth = pd.read_csv(tiny_data / "y_test.csv").set_index("row_id").loc[coords["row_id"]]
+    assert (truth["label"].to_numpy() == coords["label"]).all()
+    assert (truth["condition"].to_numpy() == coords["condition"]).all()  # the map's points by noise condition
     (tiny_data / "y_test.csv").rename(tmp_path / "elsewhere.csv")
     try:
         unlabelled = run_cli(*arguments, "--out", tmp_path / "without")
     finally:
         (tmp_path / "elsewhere.csv").rename(tiny_data / "y_test.csv")
     assert unlabelled.exit_code == 0, unlabelled.output
-    assert "label" not in pd.read_csv(tmp_path / "without" / "tsne_coordinates.csv").columns
+    assert list(pd.read_csv(tmp_path / "without" / "tsne_coordinates.csv").columns[:2]) == ["row_id", "image_x"]
 
 
 def test_evaluate_reports_conditions(trained_run, tiny_data, tmp_path):
