@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional, get_args, get_type_hints
 import typer
 
 from mmdigits import __version__
-from mmdigits.config import DEFAULT_MODEL, TrainConfig, flag
+from mmdigits.config import DEFAULT_MODEL, GROUPS, TrainConfig, flag
 
 FIELD_TYPES = get_type_hints(TrainConfig)
 DEFAULT_CHECKPOINT = Path(f"runs/{DEFAULT_MODEL}/best.pth")
@@ -55,12 +55,12 @@ Tta = Annotated[bool, typer.Option("--tta", help="Average over digit-safe test-t
 Labels = Annotated[Optional[Path], typer.Option(help="row_id,label[,condition] CSV for the test files.")]
 
 
-def config_parameter(name: str, default: Any, help: str) -> inspect.Parameter:
+def config_parameter(name: str, default: Any, help: str, group: str) -> inspect.Parameter:
     """One keyword parameter carrying a typer option: --name (bools also --no-name; a bool that may be
-    None is left to the run when neither is given)."""
+    None is left to the run when neither is given), shown in `-h` under its group."""
     kind = FIELD_TYPES[name]
     declaration = f"{flag(name)}/--no-{name.replace('_', '-')}" if bool in (kind, *get_args(kind)) else flag(name)
-    option = typer.Option(declaration, help=help)
+    option = typer.Option(declaration, help=help, rich_help_panel=group)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
 
 
@@ -80,8 +80,10 @@ def with_config_options(exclude: tuple[str, ...] = (), defaults: dict[str, Any] 
             inspect.Parameter("context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
             inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigFile),
         ] + [
-            config_parameter(field.name, defaults.get(field.name, field.default), field.metadata["help"])
-            for field in fields(TrainConfig)
+            config_parameter(
+                field.name, defaults.get(field.name, field.default), field.metadata["help"], field.metadata["group"]
+            )
+            for field in sorted(fields(TrainConfig), key=lambda field: GROUPS.index(field.metadata["group"]))
             if field.name in taken
         ]
 

@@ -25,9 +25,12 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def option(default: Any, help: str) -> Any:
-    """A TrainConfig field with its help text: the CLI's options are built from these."""
-    return field(default=default, metadata={"help": help})
+GROUPS = DATA, FIT, AUGMENT, MACHINE = "Data and model", "Optimisation", "Augmentation", "Hardware"  # -h, in order
+
+
+def option(default: Any, help: str, group: str) -> Any:
+    """A TrainConfig field with its help text and its group in `-h`: the CLI's options are built from these."""
+    return field(default=default, metadata={"help": help, "group": group})
 
 
 @dataclass
@@ -35,44 +38,55 @@ class TrainConfig:
     """What `mmdigits train` does. The single source of the training options: the CLI derives its
     options from these fields (cli_options.py), config.json, --config files and checkpoints record them."""
 
-    data: str = option(".", "Folder with the competition's .npy/.csv files.")
-    model: str = option(DEFAULT_MODEL, "Registered model name; see `mmdigits models`.")
-    out: str = option("", "Run folder (default: runs/<model>).")
-    epochs: int = option(0, "Passes over the training split; 0: auto (about 2,800 optimiser steps in 15-40 epochs).")
+    data: str = option(".", "Folder with the competition's .npy/.csv files.", DATA)
+    model: str = option(DEFAULT_MODEL, "Registered model name; see `mmdigits models`.", DATA)
+    out: str = option("", "Run folder (default: runs/<model>).", DATA)
+    epochs: int = option(
+        0, "Passes over the training split; 0: auto (about 2,800 optimiser steps in 15-40 epochs).", FIT
+    )
     batch_size: int = option(
         0,
         "Pairs per optimisation step; 0: auto (about 70 steps an epoch, 32-256; a GPU: up to 1024).",
+        FIT,
     )
     lr: float = option(
-        0.0, "Peak learning rate of the one-cycle schedule (AdamW); 0: auto (3e-3 x sqrt(batch / 256), at least 3e-3)."
+        0.0,
+        "Peak learning rate of the one-cycle schedule (AdamW); 0: auto (3e-3 x sqrt(batch / 256), at least 3e-3).",
+        FIT,
     )
-    weight_decay: float = option(0.05, "AdamW weight decay.")
-    label_smoothing: float = option(0.1, "Label smoothing of the loss.")
-    val_fraction: float = option(0.2, "Share held out for validation (0 trains on all).")
-    seed: int = option(0, "Seed for the split, initialisation, shuffles and augmentation.")
-    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
-    precision: str = option("auto", "auto (bf16 autocast where the hardware runs it fast, else fp32), fp32 or bf16.")
+    weight_decay: float = option(0.05, "AdamW weight decay.", FIT)
+    label_smoothing: float = option(0.1, "Label smoothing of the loss.", FIT)
+    val_fraction: float = option(0.2, "Share held out for validation (0 trains on all).", DATA)
+    seed: int = option(0, "Seed for the split, initialisation, shuffles and augmentation.", DATA)
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.", MACHINE)
+    precision: str = option(
+        "auto", "auto (bf16 autocast where the hardware runs it fast, else fp32), fp32 or bf16.", MACHINE
+    )
     augment: bool = option(
         True,
         "Training augmentation, in units of the data's spread: image warps, blots, pen widths and noise; "
         "audio frame shifts, masks, microphone offsets, a talker underneath, drowned clips and noise.",
+        AUGMENT,
     )
-    image_noise: float = option(1.5, "Strongest training noise on images, in units of the pixels' spread.")
-    audio_noise: float = option(1.0, "Strongest training noise on audio, in units of each coefficient's spread.")
-    modality_dropout: float = option(0.2, "Chance of blanking one modality of a training pair.")
-    aux_weight: float = option(0.5, "Weight of the per-modality heads' loss (0: fused loss only).")
-    rank: int = option(4, "Rank of the low-rank tensor fusion (the *_lowrank models).")
-    width: int = option(16, "Channels of the image CNN's first block (its width; the next two have 2x and 4x).")
-    patience: int = option(0, "Stop after N epochs without a better val macro-F1; 0: never.")
-    max_samples: int = option(0, "Use only the first N training rows (quick trials); 0: all.")
-    compile: bool = option(False, "torch.compile the model (on one GPU with CUDA graphs).")
+    image_noise: float = option(1.5, "Strongest training noise on images, in units of the pixels' spread.", AUGMENT)
+    audio_noise: float = option(
+        1.0, "Strongest training noise on audio, in units of each coefficient's spread.", AUGMENT
+    )
+    modality_dropout: float = option(0.2, "Chance of blanking one modality of a training pair.", AUGMENT)
+    aux_weight: float = option(0.5, "Weight of the per-modality heads' loss (0: fused loss only).", FIT)
+    rank: int = option(4, "Rank of the low-rank tensor fusion (the *_lowrank models).", DATA)
+    width: int = option(16, "Channels of the image CNN's first block (its width; the next two have 2x and 4x).", DATA)
+    patience: int = option(0, "Stop after N epochs without a better val macro-F1; 0: never.", FIT)
+    max_samples: int = option(0, "Use only the first N training rows (quick trials); 0: all.", DATA)
+    compile: bool = option(False, "torch.compile the model (on one GPU with CUDA graphs).", MACHINE)
     cuda_graph: bool | None = option(
         None,
         "Record the whole training step once as a CUDA graph and replay it, cuDNN picking by heuristics; default: "
         "on for one CUDA GPU without --compile (60,000 pairs x 20 epochs on an H200: 19-25 s from start to exit, "
         "40 s with --no-cuda-graph).",
+        MACHINE,
     )
-    deterministic: bool = option(False, "Deterministic kernels (GPU).")
+    deterministic: bool = option(False, "Deterministic kernels (GPU).", MACHINE)
 
     def __post_init__(self) -> None:
         if not self.out:
