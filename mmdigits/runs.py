@@ -163,12 +163,12 @@ def train_run(
     config = config.resolved(len(train), device.type == "cuda", dist.enabled)
     steps = len(batch_bounds(len(train), config.batch_size, dist.world))
     epochs = f"{config.epochs} epoch" + "s" * (config.epochs != 1)
-    rows = f"{config.batch_size} pairs"
+    step_pairs = f"{config.batch_size} pairs"
     if len(train) < config.batch_size:
-        rows = f"all {len(train)} training pairs (fewer than the batch size, {config.batch_size})"
+        step_pairs = f"all {len(train)} training pairs (fewer than the batch size, {config.batch_size})"
     total = config.epochs * steps
     log(
-        f"schedule: {epochs} x {steps} step{'s' * (steps != 1)} of {rows} = {total} "
+        f"schedule: {epochs} x {steps} step{'s' * (steps != 1)} of {step_pairs} = {total} "
         f"optimiser step{'s' * (total != 1)} (one-cycle, {int(0.2 * total)} warm-up steps, peak lr {config.lr:g})"
     )
     seed_everything(config.seed)
