@@ -30,7 +30,7 @@ def test_a_study_continues_and_its_best_config_retrains(tiny_data, tmp_path):
     second = run_cli(*arguments)
     assert second.exit_code == 0, second.output
     assert "3 earlier trials" in second.stderr and "best of 6 trials" in second.stdout
-    trials = pd.read_csv(study / "trials.csv")
+    trials = pd.read_csv(study / "trials.csv", float_precision="round_trip")  # lr equal to best.json's, bit for bit
     assert len(trials) == 6 and trials["number"].tolist() == list(range(6))
     best = json.loads((study / "best.json").read_text())
     assert best["epochs"] == 1  # given on the command line: held fixed, not searched
