@@ -1,12 +1,22 @@
-"""requirements.txt and pyproject.toml must name the same runtime dependencies."""
+"""requirements.txt and pyproject.toml must name the same runtime dependencies, and .ci/lowest.txt
+the oldest release each allows, which CI tests."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-import tomllib
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the project itself runs on 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def floors() -> dict[str, str]:
+    """{name: lowest version} of pyproject.toml's runtime dependencies."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return dict(re.fullmatch(r"([\w-]+)>=([\d.]+)", entry.split("#")[0].strip()).groups() for entry in declared)
 
 
 def test_requirements_match_pyproject():
@@ -16,6 +26,16 @@ def test_requirements_match_pyproject():
     declared = [entry.split("#")[0].strip() for entry in project["dependencies"]]
     assert requirements == declared
     assert "torch>=2.10" in declared
+
+
+def test_ci_tests_the_oldest_release_each_floor_allows():
+    """A floor raised or lowered without .ci/lowest.txt would name a version no test has run on."""
+    lines = (ROOT / ".ci" / "lowest.txt").read_text().splitlines()
+    pinned = dict(line.split("==") for line in lines if line.strip() and not line.startswith("#"))
+    expected = {name: floor for name, floor in floors().items() if name != "torch"}  # torch: CI's CPU build
+    assert pinned.keys() == expected.keys()
+    for name, floor in expected.items():  # 1.9 -> 1.9.x, the first release with wheels for CI's Python
+        assert f"{pinned[name]}.".startswith(f"{floor}."), f"{name}: floor {floor}, CI tests {pinned[name]}"
 
 
 def test_shipped_audio_table_is_small_and_packaged():
