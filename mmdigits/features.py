@@ -116,6 +116,8 @@ def read_spoken_digit(path: Path, stats: dict[str, np.ndarray]) -> np.ndarray:
         raise DataError(f"{path}: no such file")
     try:
         wave, _ = librosa.load(path, sr=SAMPLE_RATE, mono=True)
+    except ImportError as error:  # the install, not the file (librosa < 0.10.2 without pkg_resources)
+        raise MmdigitsError(f"librosa cannot read audio here ({error}): pip install -U 'librosa>=0.10.2'") from None
     except Exception as error:  # librosa raises many types for unreadable audio
         raise DataError(f"{path}: not a readable audio file ({str(error) or type(error).__name__})") from None
     if wave.size == 0 or not np.isfinite(wave).all():

@@ -7,7 +7,7 @@ import pytest
 from conftest import run_cli
 from PIL import Image, ImageDraw
 
-from mmdigits.errors import DataError
+from mmdigits.errors import DataError, MmdigitsError
 from mmdigits.features import FRAMES, centre_digit, read_digit_image, read_spoken_digit
 from mmdigits.synth import spoken_digit_table
 
@@ -58,6 +58,22 @@ def test_wav_becomes_507_mfcc_values(tmp_path):
     assert vector.min() >= 0.0 and vector.max() <= 1.0
     with pytest.raises(DataError, match="no such file"):
         read_spoken_digit(tmp_path / "missing.wav", spoken_digit_table())
+
+
+def test_a_librosa_that_cannot_load_is_not_blamed_on_the_file(tmp_path, monkeypatch):
+    """librosa 0.10.0-0.10.1 import pkg_resources when loading, which setuptools >= 81 no longer has."""
+    librosa = pytest.importorskip("librosa")
+    path = tmp_path / "tone.wav"
+    write_tone(path)
+
+    def broken_load(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'pkg_resources'")
+
+    monkeypatch.setattr(librosa, "load", broken_load)
+    with pytest.raises(MmdigitsError) as raised:
+        read_spoken_digit(path, spoken_digit_table())
+    assert not isinstance(raised.value, DataError) and "not a readable audio file" not in str(raised.value)
+    assert "pkg_resources" in str(raised.value) and "pip install -U 'librosa>=0.10.2'" in str(raised.value)
 
 
 def test_featurize_on_the_cli_writes_a_one_pair_test_set(tmp_path):
