@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def floors() -> dict[str, str]:
-    """{name: lowest version} of pyproject.toml's runtime dependencies."""
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """{name: lowest version} of pyproject.toml's runtime dependencies and its audio and tune extras."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = (
+        project["dependencies"] + project["optional-dependencies"]["audio"] + project["optional-dependencies"]["tune"]
+    )
     return dict(re.fullmatch(r"([\w-]+)>=([\d.]+)", entry.split("#")[0].strip()).groups() for entry in declared)
 
 
