@@ -1,5 +1,5 @@
 """requirements.txt and pyproject.toml must name the same runtime dependencies, and .ci/lowest.txt
-the oldest release each allows, which CI tests."""
+the oldest release each allows, which CI tests on the oldest Python allowed."""
 
 from __future__ import annotations
 
@@ -35,10 +35,18 @@ def test_ci_tests_the_oldest_release_each_floor_allows():
     """A floor raised or lowered without .ci/lowest.txt would name a version no test has run on."""
     lines = (ROOT / ".ci" / "lowest.txt").read_text().splitlines()
     pinned = dict(line.split("==") for line in lines if line.strip() and not line.startswith("#"))
-    expected = {name: floor for name, floor in floors().items() if name != "torch"}  # torch: CI's CPU build
+    expected = {name: floor for name, floor in floors().items() if name != "torch"}  # torch: .ci/run pins it
     assert pinned.keys() == expected.keys()
-    for name, floor in expected.items():  # 1.9 -> 1.9.x, the first release with wheels for CI's Python
+    for name, floor in expected.items():  # 1.9 -> 1.9.x, the first with wheels for 3.10 and 3.11
         assert f"{pinned[name]}.".startswith(f"{floor}."), f"{name}: floor {floor}, CI tests {pinned[name]}"
+
+
+def test_ci_runs_the_floors_on_the_oldest_python_allowed():
+    """requires-python moved without .ci/run would leave the oldest Python a user may have untested."""
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    oldest = re.fullmatch(r">=(3\.\d+)", requires).group(1)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"python{oldest} " in ci and f"versions/{oldest}*/bin/python{oldest}" in ci
 
 
 def test_shipped_audio_table_is_small_and_packaged():
