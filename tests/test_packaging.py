@@ -35,9 +35,8 @@ def test_ci_tests_the_oldest_release_each_floor_allows():
     """A floor raised or lowered without .ci/lowest.txt would name a version no test has run on."""
     lines = (ROOT / ".ci" / "lowest.txt").read_text().splitlines()
     pinned = dict(line.split("==") for line in lines if line.strip() and not line.startswith("#"))
-    expected = {name: floor for name, floor in floors().items() if name != "torch"}  # torch: .ci/run pins it
-    assert pinned.keys() == expected.keys()
-    for name, floor in expected.items():  # 1.9 -> 1.9.x, the first with wheels for 3.10 and 3.11
+    assert pinned.keys() == floors().keys()
+    for name, floor in floors().items():  # 1.9 -> 1.9.x, the first with wheels for 3.10 and 3.11
         assert f"{pinned[name]}.".startswith(f"{floor}."), f"{name}: floor {floor}, CI tests {pinned[name]}"
 
 
