@@ -22,5 +22,6 @@ class TrainingDiverged(MmdigitsError):
 
 
 class DataWarning(UserWarning):
-    """A file's values were read in other units than [0, 1] (0..255 pixels): the CLI prints it as
-    one `warning:` line, so that no change to a user's data goes unsaid."""
+    """A file's values were read in other units than [0, 1] (0..255 pixels), or a recording's
+    features set to the edge of [0, 1]: the CLI prints it as one `warning:` line, so that no change
+    to a user's data goes unsaid."""

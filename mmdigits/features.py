@@ -6,12 +6,13 @@ and `mmdigits featurize`, so that a user's own recordings look like the training
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from mmdigits.errors import DataError, MmdigitsError
+from mmdigits.errors import DataError, DataWarning, MmdigitsError
 
 IMAGE_SIDE = 28
 DIGIT_BOX = 20  # MNIST fits each digit in a 20x20 box, then centres it by mass in 28x28
@@ -104,9 +105,10 @@ def raw_mfcc(clip: np.ndarray) -> np.ndarray:
 
 
 def normalise_mfcc(raw: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
-    """Standardise per coefficient, then map to about [0, 1] as the competition data is."""
+    """Standardise per coefficient, then map to [0, 1] with the shipped clips' 0.5 and 99.5
+    percentiles as the competition data is; not clipped here (`read_spoken_digit` does, and says so)."""
     standard = (raw - stats["mean"]) / stats["std"]
-    return np.clip((standard - stats["low"]) / (stats["high"] - stats["low"]), 0.0, 1.0)
+    return (standard - stats["low"]) / (stats["high"] - stats["low"])
 
 
 def read_spoken_digit(path: Path, stats: dict[str, np.ndarray]) -> np.ndarray:
@@ -122,5 +124,14 @@ def read_spoken_digit(path: Path, stats: dict[str, np.ndarray]) -> np.ndarray:
         raise DataError(f"{path}: not a readable audio file ({str(error) or type(error).__name__})") from None
     if wave.size == 0 or not np.isfinite(wave).all():
         raise DataError(f"{path}: the recording is empty or holds NaN/Inf")
-    features = normalise_mfcc(raw_mfcc(centre_clip(wave)), stats)
-    return features.reshape(-1).astype(np.float32)
+    features = normalise_mfcc(raw_mfcc(centre_clip(wave)), stats).reshape(-1)
+    outside = int(np.count_nonzero((features < 0.0) | (features > 1.0)))
+    if outside:  # the shipped clips were clipped to [0, 1] alike
+        warnings.warn(
+            DataWarning(
+                f"{path}: {outside} of {features.size} audio values fell outside the training clips' [0, 1] "
+                f"(from {features.min():.2f} to {features.max():.2f}) and were set to its edge, as theirs were"
+            ),
+            stacklevel=2,
+        )
+    return np.clip(features, 0.0, 1.0).astype(np.float32)

@@ -7,7 +7,7 @@ import pytest
 from conftest import run_cli
 from PIL import Image, ImageDraw
 
-from mmdigits.errors import DataError, MmdigitsError
+from mmdigits.errors import DataError, DataWarning, MmdigitsError
 from mmdigits.features import FRAMES, centre_digit, read_digit_image, read_spoken_digit
 from mmdigits.synth import spoken_digit_table
 
@@ -53,9 +53,13 @@ def write_tone(path) -> None:
 def test_wav_becomes_507_mfcc_values(tmp_path):
     path = tmp_path / "tone.wav"
     write_tone(path)
-    vector = read_spoken_digit(path, spoken_digit_table())
+    with pytest.warns(DataWarning) as warned:  # a padded tone's quiet frames lie below the training clips'
+        vector = read_spoken_digit(path, spoken_digit_table())
     assert vector.shape == (FRAMES * 13,) == (507,)
     assert vector.min() >= 0.0 and vector.max() <= 1.0
+    [said] = [str(found.message) for found in warned if found.category is DataWarning]
+    assert "tone.wav: " in said and "set to its edge" in said
+    assert f"{np.count_nonzero((vector == 0.0) | (vector == 1.0))} of 507 audio values" in said
     with pytest.raises(DataError, match="no such file"):
         read_spoken_digit(tmp_path / "missing.wav", spoken_digit_table())
 
@@ -83,6 +87,7 @@ def test_featurize_on_the_cli_writes_a_one_pair_test_set(tmp_path):
     result = run_cli("featurize", "--image", tmp_path / "seven.png", "--audio", tmp_path / "seven.wav", "--out", out)
     assert result.exit_code == 0, result.output
     assert "image: 784 values" in result.stdout and "x_test_sp.npy (1, 507)" in result.stdout
+    assert "warning: " in result.stderr and "seven.wav: " in result.stderr and "set to its edge" in result.stderr
     assert np.load(out / "x_test_wr.npy").shape == (1, 28, 28) and np.load(out / "x_test_sp.npy").shape == (1, 507)
     np.testing.assert_array_equal(np.load(out / "x_test_wr.npy").reshape(784), read_digit_image(tmp_path / "seven.png"))
     # a folder holding test files (a whole competition test set, perhaps) is never written over unasked
