@@ -117,7 +117,10 @@ def read_spoken_digit(path: Path, stats: dict[str, np.ndarray]) -> np.ndarray:
     if not Path(path).is_file():
         raise DataError(f"{path}: no such file")
     try:
-        wave, _ = librosa.load(path, sr=SAMPLE_RATE, mono=True)
+        with warnings.catch_warnings():  # its fallback chatter ("PySoundFile failed"), not news of the data
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            wave, _ = librosa.load(path, sr=SAMPLE_RATE, mono=True)
     except ImportError as error:  # the install, not the file (librosa < 0.10.2 without pkg_resources)
         raise MmdigitsError(f"librosa cannot read audio here ({error}): pip install -U 'librosa>=0.10.2'") from None
     except Exception as error:  # librosa raises many types for unreadable audio

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import run_cli
@@ -62,6 +65,17 @@ def test_wav_becomes_507_mfcc_values(tmp_path):
     assert f"{np.count_nonzero((vector == 0.0) | (vector == 1.0))} of 507 audio values" in said
     with pytest.raises(DataError, match="no such file"):
         read_spoken_digit(tmp_path / "missing.wav", spoken_digit_table())
+
+
+def test_an_unreadable_recording_on_the_cli_is_one_line(tmp_path):
+    draw_seven(tmp_path / "seven.png", dark_on_light=True)
+    (tmp_path / "seven.wav").write_text("not audio")
+    command = ["featurize", "--image", str(tmp_path / "seven.png"), "--audio", str(tmp_path / "seven.wav")]
+    # a fresh process: Python shows each warning once per process, so an in-process run could miss them
+    done = subprocess.run([sys.executable, "-m", "mmdigits", *command], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()  # librosa's fallback warnings are not shown
+    assert line.startswith(f"Error: {tmp_path / 'seven.wav'}: not a readable audio file (")
 
 
 def test_a_librosa_that_cannot_load_is_not_blamed_on_the_file(tmp_path, monkeypatch):
