@@ -7,14 +7,14 @@ and for resuming the optimizer, scheduler and epoch.
 
 from __future__ import annotations
 
-import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mmdigits.artifacts import atomic_path
-from mmdigits.errors import CheckpointError
+from mmdigits.errors import CheckpointError, kind_of_file
 from mmdigits.models import LEGACY_ARGUMENTS, MultimodalNet, create_model
 from mmdigits.runtime import pick_device
 
@@ -76,6 +76,28 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     return Path(path)
 
 
+def unreadable_checkpoint(path: Path, error: Exception) -> CheckpointError:
+    """torch.load's failure in one line: code it refused to run, or a file that is not a checkpoint,
+    named by its first bytes where they say what it is: a user who passed the wrong file sees which."""
+    if isinstance(error, OSError):  # the file itself could not be opened or read
+        return CheckpointError(f"{path}: cannot be read ({error.strerror or error})")
+    text = str(error)
+    if "WeightsUnpickler error:" in text:  # torch's reason follows this, before its advice
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[0][:160] if lines else type(error).__name__
+    if "global" in reason.lower():  # a class or function, which only full unpickling would run
+        return CheckpointError(f"{path}: refused: it asks to run code, not just load tensors ({reason})")
+    kind = kind_of_file(path)
+    if kind == "a zip archive":  # what torch.save writes: this one is cut short, damaged or another's
+        reason = "a zip archive torch cannot read: cut short, damaged, or not written by torch.save"
+    elif kind == "an empty file":
+        reason = kind
+    elif kind is not None:
+        reason = f"{kind}, not a file torch.save wrote"
+    return CheckpointError(f"{path}: not a readable checkpoint ({reason})")
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load with weights_only=True (never falling back to full unpickling) and validate."""
     path = Path(path)
@@ -84,17 +106,12 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint (`mmdigits train` writes runs/<model>/best.pth)")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        lines = [line.strip() for line in str(error).splitlines() if "WeightsUnpickler error" in line]
-        reason = (lines[0].split(":", 1)[1].strip() if lines else str(error).strip().splitlines()[0])[:160]
-        if "global" in reason.lower():  # a class or function, which only full unpickling would run
-            raise CheckpointError(f"{path}: refused: it asks to run code, not just load tensors ({reason})") from None
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason or 'corrupt pickle'})") from None
+        with warnings.catch_warnings():  # torch's note on a pickle's protocol; the outcome is said below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # arbitrary bytes make the unpickler raise any type (IndexError,
         # KeyError, struct.error, ...); each means the same: this is not a checkpoint
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+        raise unreadable_checkpoint(path, error) from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path}: not an mmdigits checkpoint (no format_version)")
     version = payload["format_version"]

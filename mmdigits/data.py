@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdigits.errors import DataError, DataWarning
+from mmdigits.errors import DataError, DataWarning, kind_of_file
 
 CONDITIONS = ("clean", "image_noisy", "audio_noisy", "both_mild")  # noise conditions a labels CSV may name
 TRAIN_IMAGE, TRAIN_AUDIO, TRAIN_LABELS = "x_train_wr.npy", "x_train_sp.npy", "y_train.csv"
@@ -57,13 +57,18 @@ def load_array(path: Path) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as error:
+        if kind_of_file(path) == "a text file":  # np.load takes what is not .npy or zip for a pickle
+            raise DataError(f"{path}: a text file, not a .npy array (np.save writes one)") from None
         if "pickle" in str(error).lower() or "object" in str(error).lower():
             raise DataError(f"{path}: holds pickled/object data, which is never loaded") from None
         raise DataError(f"{path}: not a valid .npy file or truncated ({error})") from None
     except (OSError, EOFError) as error:
         raise DataError(f"{path}: cannot be read as .npy ({error})") from None
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{path}: expected one .npy array, found an .npz archive")
+    if not isinstance(array, np.ndarray):  # np.load opens any zip as an .npz; torch.save writes zips too
+        with array:
+            checkpoint = any(name.endswith("data.pkl") for name in array.files)
+        found = "a torch checkpoint (.pth)" if checkpoint else "an .npz archive"
+        raise DataError(f"{path}: expected one .npy array, found {found}")
     if array.dtype.kind not in "fiub":
         raise DataError(f"{path}: dtype {array.dtype} is not numeric")
     if array.size == 0 or array.ndim == 0 or len(array) == 0:
@@ -138,7 +143,9 @@ def read_label_table(path: Path):
     try:
         table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not a readable CSV ({str(error).strip().splitlines()[0]})") from None
+        found = kind_of_file(path)  # an array or checkpoint given as the labels is named as such
+        reason = found if found not in (None, "a text file") else str(error).strip().splitlines()[0]
+        raise DataError(f"{path}: not a readable CSV ({reason})") from None
     if "label" not in table.columns:
         raise DataError(f"{path}: no 'label' column (columns: {', '.join(map(str, table.columns))})")
     if table.empty:

@@ -1,4 +1,8 @@
-"""The project's own exceptions: every message names the file or option and the problem."""
+"""The project's own exceptions, and what a refused file is: each message names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 
 class MmdigitsError(Exception):
@@ -25,3 +29,21 @@ class DataWarning(UserWarning):
     """A file's values were read in other units than [0, 1] (0..255 pixels), or a recording's
     features set to the edge of [0, 1]: the CLI prints it as one `warning:` line, so that no change
     to a user's data goes unsaid."""
+
+
+def kind_of_file(path: Path) -> str | None:
+    """What a file is by its first bytes, for the line that refuses it: a user who passed the wrong
+    file (a CSV as a checkpoint, a checkpoint as an array) sees which. None: nothing recognisable."""
+    with open(path, "rb") as file:
+        head = file.read(64)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy array (.npy)"
+    if head.startswith(b"PK"):  # torch.save and np.savez both write zips
+        return "a zip archive"
+    if head.startswith(b"\x80"):
+        return "a plain pickle"
+    if all(byte in b"\t\n\r" or 32 <= byte < 127 for byte in head):
+        return "a text file"
+    return None

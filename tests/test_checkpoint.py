@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pickle
 import random
+import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,6 +72,32 @@ def test_garbage_files(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
+
+
+def wrong_files(folder):
+    """Files a user may pass as a checkpoint by mistake, each with what its one line should call it."""
+    np.save(folder / "x_test_wr.npy", np.zeros((2, 784)))
+    (folder / "y_train.csv").write_text("row_id,label\n0,7\n")
+    (folder / "model.pkl").write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))  # pickle's protocol 4+
+    (folder / "empty.pth").write_bytes(b"")
+    whole = save_checkpoint(folder / "whole.pth", valid_payload()).read_bytes()
+    (folder / "cut.pth").write_bytes(whole[: len(whole) // 2])  # a copy or download cut short
+    return [
+        ("x_test_wr.npy", "a NumPy array (.npy), not a file torch.save wrote"),
+        ("y_train.csv", "a text file, not a file torch.save wrote"),
+        ("model.pkl", "a plain pickle, not a file torch.save wrote"),
+        ("empty.pth", "an empty file"),
+        ("cut.pth", "a zip archive torch cannot read: cut short, damaged, or not written by torch.save"),
+    ]
+
+
+def test_a_wrong_file_is_named_for_what_it_is_without_torchs_warnings(tmp_path):
+    for name, what in wrong_files(tmp_path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch's note on the pickle's protocol would raise here
+            with pytest.raises(CheckpointError) as raised:
+                load_checkpoint(tmp_path / name)
+        assert str(raised.value) == f"{tmp_path / name}: not a readable checkpoint ({what})"
 
 
 def test_newer_format_and_foreign_dicts(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -386,6 +387,18 @@ def test_bad_checkpoints_on_the_cli(trained_run, tiny_data, tmp_path, content, m
     result = run_cli("predict", "-c", path, "--data", tiny_data, "--out", tmp_path / "s.csv")
     assert result.exit_code == 1 and message in result.stderr
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_a_plain_pickle_as_checkpoint_is_one_line(tiny_data, tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    command = ["predict", "-c", str(path), "--data", str(tiny_data), "--out", str(tmp_path / "s.csv")]
+    # a fresh process: Python shows each warning once per process, so an in-process run could miss torch's
+    done = subprocess.run([sys.executable, "-m", "mmdigits", *command], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and not (tmp_path / "s.csv").exists()
+    assert done.stderr.strip().splitlines() == [
+        f"Error: {path}: not a readable checkpoint (a plain pickle, not a file torch.save wrote)"
+    ]
 
 
 def test_lowrank_rank_option_reaches_the_checkpoint(tiny_data, tmp_path):

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -135,6 +136,10 @@ BAD_CASES = {
         ),
         "label 12 on line 5 is outside 0..9",
     ),
+    "labels that are an array": (
+        lambda d: d.joinpath("y_train.csv").write_bytes(d.joinpath("x_train_wr.npy").read_bytes()),
+        "y_train.csv: not a readable CSV (a NumPy array (.npy))",
+    ),
     "no label column": (lambda d: d.joinpath("y_train.csv").write_text("row_id,digit\n0,1\n"), "no 'label' column"),
     "duplicate row ids": (
         lambda d: d.joinpath("y_train.csv").write_text(
@@ -155,7 +160,22 @@ BAD_CASES = {
         lambda d: d.joinpath("x_train_sp.npy").write_bytes(d.joinpath("x_train_sp.npy").read_bytes()[:5000]),
         "truncated",
     ),
-    "not npy": (lambda d: d.joinpath("x_train_sp.npy").write_text("hello"), "x_train_sp.npy"),
+    "not npy": (lambda d: d.joinpath("x_train_sp.npy").write_text("hello"), "x_train_sp.npy: a text file, not a .npy"),
+    "np.savetxt": (
+        lambda d: np.savetxt(d / "x_train_wr.npy", np.zeros((200, 784))),
+        "x_train_wr.npy: a text file, not a .npy array (np.save writes one)",
+    ),
+    "a checkpoint": (
+        lambda d: torch.save({"x": torch.zeros(3)}, d / "x_train_wr.npy"),
+        "x_train_wr.npy: expected one .npy array, found a torch checkpoint (.pth)",
+    ),
+    "an npz": (
+        lambda d: (
+            np.savez(d / "x_train_sp", x=np.zeros((200, 507))),
+            (d / "x_train_sp.npz").replace(d / "x_train_sp.npy"),
+        ),
+        "x_train_sp.npy: expected one .npy array, found an .npz archive",
+    ),
     "text array": (lambda d: save(d / "x_train_sp.npy", np.array(["a"] * 200)), "not numeric"),
 }
 
