@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
-from mmdigits.errors import UsageError
+from mmdigits.errors import UsageError, kind_of_file
 
 DEFAULT_MODEL = "cnn_transformer_attention"
 AUTO_STEPS = 2800  # optimiser steps the automatic schedule gives a small data set
@@ -169,10 +169,17 @@ class TrainConfig:
         """The options a --config JSON file sets (as tune's best.json), each checked against its field."""
         try:
             values = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"--config {path}: cannot read it ({getattr(error, 'strerror', None) or error})") from None
-        except json.JSONDecodeError as error:
-            raise UsageError(f"--config {path}: not JSON ({error.msg} at line {error.lineno})") from None
+        except OSError as error:
+            raise UsageError(f"--config {path}: cannot read it ({error.strerror or error})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            found = kind_of_file(path)  # a checkpoint or an array given here is named as such
+            if found not in (None, "a text file"):
+                reason = found
+            elif isinstance(error, UnicodeDecodeError):
+                reason = f"not UTF-8: {error.reason} at byte {error.start}"
+            else:
+                reason = f"{error.msg} at line {error.lineno}"
+            raise UsageError(f"--config {path}: not JSON ({reason})") from None
         if not isinstance(values, dict):
             raise UsageError(f"--config {path}: expected a JSON object of training options")
         types = get_type_hints(cls)

@@ -196,7 +196,8 @@ def require_folder(data_dir: Path) -> Path:
     files (a command run in the wrong folder), with the way to data."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: no such folder (pass --data DIR with the competition files)")
+        what = "a file, not a folder" if data_dir.exists() else "no such folder"
+        raise DataError(f"{data_dir}: {what} (pass --data DIR with the competition files)")
     if not any(
         (data_dir / name).is_file() for name in (TRAIN_IMAGE, TRAIN_AUDIO, TRAIN_LABELS, TEST_IMAGE, TEST_AUDIO)
     ):

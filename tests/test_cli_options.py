@@ -76,11 +76,14 @@ def test_the_command_line_beats_the_config_file_which_beats_the_defaults(tiny_da
         ('{"lr": "fast"}', "'lr' must be float"),
         ('{"epochs": true}', "'epochs' must be int"),
         ('{"cuda_graph": 1}', "'cuda_graph' must be bool or null"),
+        ("", "not JSON (an empty file)"),
+        (b"\x93NUMPY\x01\x00" + bytes(8), "not JSON (a NumPy array (.npy))"),  # an array given as the config
+        ('{"lr": "\xe9"}'.encode("latin-1"), "not JSON (not UTF-8: invalid continuation byte at byte 8)"),
     ],
 )
 def test_bad_config_files_give_one_line(tiny_data, tmp_path, content, message):
     config_file = tmp_path / "bad.json"
-    config_file.write_text(content)
+    config_file.write_bytes(content if isinstance(content, bytes) else content.encode())
     result = run_cli("train", "--data", tiny_data, "--config", config_file, "--out", tmp_path / "run")
     assert result.exit_code == 2 and message in result.stderr and str(config_file) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -203,6 +203,9 @@ def test_nan_in_test_files(tiny_data, tmp_path):
 def test_missing_folder(tmp_path):
     with pytest.raises(DataError, match="no such folder"):
         load_train(tmp_path / "nowhere")
+    (tmp_path / "x_train_wr.npy").write_bytes(b"")  # one of the files given as the folder
+    with pytest.raises(DataError, match="x_train_wr.npy: a file, not a folder .pass --data DIR"):
+        load_train(tmp_path / "x_train_wr.npy")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
