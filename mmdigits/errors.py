@@ -33,9 +33,13 @@ class DataWarning(UserWarning):
 
 def kind_of_file(path: Path) -> str | None:
     """What a file is by its first bytes, for the line that refuses it: a user who passed the wrong
-    file (a CSV as a checkpoint, a checkpoint as an array) sees which. None: nothing recognisable."""
-    with open(path, "rb") as file:
-        head = file.read(64)
+    file (a CSV as a checkpoint, a checkpoint as an array) sees which. None: nothing recognisable,
+    or nothing readable (the caller's own error says why)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(64)
+    except OSError:
+        return None
     if not head:
         return "an empty file"
     if head.startswith(b"\x93NUMPY"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from mmdigits.errors import DataError, DataWarning, MmdigitsError
+from mmdigits.errors import DataError, DataWarning, MmdigitsError, kind_of_file
 
 IMAGE_SIDE = 28
 DIGIT_BOX = 20  # MNIST fits each digit in a 20x20 box, then centres it by mass in 28x28
@@ -54,7 +54,7 @@ def read_digit_image(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{path}: not a readable image ({error})") from None
+        raise DataError(f"{path}: not a readable image ({kind_of_file(path) or error})") from None
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if border.mean() > 0.5:  # dark ink on light paper: MNIST is light on dark
         gray = 1.0 - gray
@@ -124,7 +124,8 @@ def read_spoken_digit(path: Path, stats: dict[str, np.ndarray]) -> np.ndarray:
     except ImportError as error:  # the install, not the file (librosa < 0.10.2 without pkg_resources)
         raise MmdigitsError(f"librosa cannot read audio here ({error}): pip install -U 'librosa>=0.10.2'") from None
     except Exception as error:  # librosa raises many types for unreadable audio
-        raise DataError(f"{path}: not a readable audio file ({str(error) or type(error).__name__})") from None
+        reason = kind_of_file(path) or str(error) or type(error).__name__  # a text or .npy file is named so
+        raise DataError(f"{path}: not a readable audio file ({reason})") from None
     if wave.size == 0 or not np.isfinite(wave).all():
         raise DataError(f"{path}: the recording is empty or holds NaN/Inf")
     features = normalise_mfcc(raw_mfcc(centre_clip(wave)), stats).reshape(-1)

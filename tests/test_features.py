@@ -42,8 +42,13 @@ def test_centre_digit_rejects_blank():
 def test_unreadable_picture(tmp_path):
     path = tmp_path / "x.png"
     path.write_text("not a picture")
-    with pytest.raises(DataError, match="x.png: not a readable image"):
+    with pytest.raises(DataError, match=r"x.png: not a readable image \(a text file\)"):
         read_digit_image(path)
+    np.save(tmp_path / "digit.npy", np.zeros((28, 28)))  # an array where a picture was asked for is named so
+    with pytest.raises(DataError, match=r"digit.npy: not a readable image \(a NumPy array \(.npy\)\)"):
+        read_digit_image(tmp_path / "digit.npy")
+    with pytest.raises(DataError, match="not a readable image .*Is a directory"):  # nothing to name: the reason
+        read_digit_image(tmp_path)
 
 
 def write_tone(path) -> None:
@@ -75,7 +80,7 @@ def test_an_unreadable_recording_on_the_cli_is_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mmdigits", *command], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     [line] = done.stderr.strip().splitlines()  # librosa's fallback warnings are not shown
-    assert line.startswith(f"Error: {tmp_path / 'seven.wav'}: not a readable audio file (")
+    assert line == f"Error: {tmp_path / 'seven.wav'}: not a readable audio file (a text file)"
 
 
 def test_a_librosa_that_cannot_load_is_not_blamed_on_the_file(tmp_path, monkeypatch):
