@@ -219,11 +219,11 @@ def bench(
     epochs: Annotated[int, typer.Option(help="Epochs per model.")] = 2,
     device: opt.Device = "auto",
     compile: Annotated[
-        bool, typer.Option("--compile", help="torch.compile our models (CUDA graphs on a GPU).")
+        bool, opt.flag_option("--compile", help="torch.compile our models (CUDA graphs on a GPU).")
     ] = False,
     cuda_graph: Annotated[
         Optional[bool],
-        typer.Option(
+        opt.flag_option(
             "--cuda-graph/--no-cuda-graph",
             help="Record our models' training step as one CUDA graph; default: on for one CUDA GPU without --compile.",
         ),

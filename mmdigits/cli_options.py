@@ -28,9 +28,15 @@ def print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def flag_option(declaration: str, help: str, **settings: Any) -> Any:
+    """typer.Option for an on/off flag, shown in `-h` without the `<bool>` typer 0.29 prints beside
+    it, which reads as a value to give (`--overwrite <bool>`)."""
+    return typer.Option(declaration, help=help, metavar="", **settings)
+
+
 # Options shared by several commands, used as `data: opt.Data = Path(".")`
 Version = Annotated[
-    bool, typer.Option("--version", callback=print_version, is_eager=True, help="Print the version and exit.")
+    bool, flag_option("--version", callback=print_version, is_eager=True, help="Print the version and exit.")
 ]
 Data = Annotated[Path, typer.Option("--data", help="Folder with the competition's .npy/.csv files.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
@@ -45,13 +51,13 @@ Checkpoints = Annotated[
 ]
 Checkpoint = Annotated[Path, typer.Option("--checkpoint", "-c", help="A trained .pth file.")]
 Overwrite = Annotated[
-    bool, typer.Option("--overwrite", help="Replace what the output folder already holds (refused without it).")
+    bool, flag_option("--overwrite", help="Replace what the output folder already holds (refused without it).")
 ]
 ConfigFile = Annotated[
     Optional[Path],
     typer.Option("--config", help="JSON of training options (as tune's best.json); options given here win."),
 ]
-Tta = Annotated[bool, typer.Option("--tta", help="Average over digit-safe test-time augmentations.")]
+Tta = Annotated[bool, flag_option("--tta", help="Average over digit-safe test-time augmentations.")]
 Labels = Annotated[Optional[Path], typer.Option(help="row_id,label[,condition] CSV for the test files.")]
 
 
@@ -59,8 +65,10 @@ def config_parameter(name: str, default: Any, help: str, group: str) -> inspect.
     """One keyword parameter carrying a typer option: --name (bools also --no-name; a bool that may be
     None is left to the run when neither is given), shown in `-h` under its group."""
     kind = FIELD_TYPES[name]
-    declaration = f"{flag(name)}/--no-{name.replace('_', '-')}" if bool in (kind, *get_args(kind)) else flag(name)
-    option = typer.Option(declaration, help=help, rich_help_panel=group)
+    if bool in (kind, *get_args(kind)):
+        option = flag_option(f"{flag(name)}/--no-{name.replace('_', '-')}", help=help, rich_help_panel=group)
+    else:
+        option = typer.Option(flag(name), help=help, rich_help_panel=group)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
 
 

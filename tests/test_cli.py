@@ -56,6 +56,19 @@ def test_version_and_short_help():
     assert "Usage" in run_cli("train", "-h").stdout
 
 
+def test_help_shows_no_value_to_give_a_flag():
+    """typer 0.29 prints `<bool>` beside a flag (`--overwrite <bool>`), which reads as a value to give;
+    ours show none (typer's own --help keeps it)."""
+    for command, flags in (
+        (["train"], ["--overwrite", "--no-augment"]),
+        (["bench"], ["--cuda-graph"]),
+        ([], ["--version"]),
+    ):
+        shown = run_cli(*command, "-h").stdout
+        assert all(flag in shown for flag in flags)
+        assert [line for line in shown.splitlines() if "<bool>" in line and "--help" not in line] == []
+
+
 def test_train_writes_the_run_folder(trained_run):
     for name in ("best.pth", "last.pth", "metrics.csv", "loss_acc.png", "config.json"):
         assert (trained_run / name).is_file(), name
