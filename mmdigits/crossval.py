@@ -37,6 +37,8 @@ def cross_validate(
     if config.max_samples:
         data = data.subset(np.arange(min(config.max_samples, len(data))))
     fold_of_row = fold_ids(data.labels, data.audio, folds, config.seed)
+    if (np.bincount(fold_of_row, minlength=folds) == 0).any():  # too few pairs (or clips) for every fold
+        raise UsageError(f"--folds {folds} of {len(data)} pairs leaves a fold empty: give more pairs or fewer folds")
     device = pick_device(config.device)
     oof = np.zeros((len(data), 10), dtype=np.float32)
     per_fold = []

@@ -18,7 +18,7 @@ from mmdigits.checkpoint import load_resume
 from mmdigits.config import TrainConfig, flag
 from mmdigits.data import Split, load_train, train_val_indices
 from mmdigits.engine import FitResult, Tensors, batch_bounds, fit
-from mmdigits.errors import UsageError
+from mmdigits.errors import DataError, UsageError
 from mmdigits.models import MultimodalNet, create_model
 from mmdigits.reporting import plot_curves, write_metrics_csv
 from mmdigits.runtime import configure, import_while_loading, init_distributed, seed_everything, start_warm_up
@@ -58,6 +58,12 @@ def split_for(config: TrainConfig, data: Split) -> tuple[Split, Split | None, in
     if config.max_samples:
         data = data.subset(np.arange(min(config.max_samples, len(data))))
     train_rows, val_rows, n_groups = train_val_indices(data.labels, data.audio, config.val_fraction, config.seed)
+    if config.val_fraction and not (len(train_rows) and len(val_rows)):  # too few pairs (or clips) for two parts
+        left = "to train on" if len(val_rows) else "to validate on"
+        raise UsageError(
+            f"--val-fraction {config.val_fraction:g} of {len(data)} pairs ({n_groups} distinct audio clips) leaves "
+            f"none {left}: give more pairs or another --val-fraction"
+        )
     val = data.subset(val_rows) if len(val_rows) else None
     return data.subset(train_rows), val, n_groups
 
@@ -162,6 +168,12 @@ def train_run(
         (train, val), n_groups = splits, 0
     config = config.resolved(len(train), device.type == "cuda", dist.enabled)
     steps = len(batch_bounds(len(train), config.batch_size, dist.world))
+    if not steps:  # batch norm needs two rows in each process's batch
+        each = f", two in each of {dist.world} processes" if dist.enabled else ""
+        raise DataError(
+            f"{config.data}: too few training pairs for one step ({len(train)}; batch norm needs at least "
+            f"{2 * dist.world}{each}): give more pairs"
+        )
     epochs = f"{config.epochs} epoch" + "s" * (config.epochs != 1)
     step_pairs = f"{config.batch_size} pairs"
     if len(train) < config.batch_size:

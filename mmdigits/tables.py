@@ -175,11 +175,16 @@ def cell(value: Any) -> str:
 
 
 def training_lines(summary: Any) -> list[str]:
-    """`train`'s result: the best epoch's validation scores and the files written."""
-    best = summary.result.history[summary.result.best_epoch - 1]
+    """`train`'s result: the best epoch's validation scores (without validation: which epoch was
+    kept) and the files written."""
+    epoch = summary.result.best_epoch
+    best = summary.result.history[epoch - 1]
     scores = ", ".join(f"{key} {best[key]:.4f}" for key in ("val_acc", "val_f1") if key in best)
+    kept = (
+        f"best epoch {epoch}: {scores}" if scores else f"no validation: best.pth holds the last epoch's model ({epoch})"
+    )
     return [
-        f"best epoch {summary.result.best_epoch}: {scores}",
+        kept,
         f"wrote {summary.out}/best.pth, last.pth, metrics.csv, loss_acc.png, config.json",
     ]
 

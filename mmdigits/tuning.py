@@ -20,7 +20,7 @@ from mmdigits.config import TrainConfig
 from mmdigits.data import load_train
 from mmdigits.errors import MmdigitsError, UsageError
 from mmdigits.models import model_arguments
-from mmdigits.runs import train_run
+from mmdigits.runs import split_for, train_run
 from mmdigits.stopping import NEVER, RunStopped, StopRequest
 
 # Where, on what and on how much of the data a run happens, and whether its step can be recorded
@@ -101,7 +101,10 @@ def run_tune(
                 "--cuda-graph records a step with nothing else on the GPU; --jobs runs trials side by side"
             )
         base = replace(base, cuda_graph=False)
+    if base.val_fraction <= 0:
+        raise UsageError("--val-fraction 0: tune scores every trial on validation; give a share above 0")
     data = load_train(Path(base.data))  # a bad folder stops here, before any study is created
+    split_for(base, data)  # as does a split with an empty part
     out = out or Path("runs/tune") / base.model
     if storage is None:  # the default database lives in the study folder
         storage = f"sqlite:///{ensure_folder(out).joinpath('study.db').as_posix()}"

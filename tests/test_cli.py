@@ -225,6 +225,50 @@ def test_bad_options_give_one_line(args, code, message, tiny_data):
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_too_few_pairs_for_the_split_or_a_step_are_refused_in_one_line(tiny_data, tmp_path):
+    """Where the data, --max-samples, --val-fraction or --folds leave a part empty or no step to take,
+    the run is refused before it writes anything (it was a traceback, or a silent run without
+    validation; tune's in tests/test_tuning.py)."""
+    cases = [
+        (
+            ["train", "--max-samples", "5"],
+            2,
+            "--val-fraction 0.2 of 5 pairs (5 distinct audio clips) leaves none to validate on",
+        ),
+        (
+            ["train", "--val-fraction", "0.99"],
+            2,
+            "--val-fraction 0.99 of 200 pairs (200 distinct audio clips) leaves none to train on",
+        ),
+        (
+            ["train", "--max-samples", "1", "--val-fraction", "0"],
+            1,
+            "too few training pairs for one step (1; batch norm needs at least 2)",
+        ),
+        (["cv", "--max-samples", "4", "--folds", "5"], 2, "--folds 5 of 4 pairs leaves a fold empty"),
+    ]
+    for number, (args, code, message) in enumerate(cases):
+        out = tmp_path / f"run{number}"
+        result = run_cli(*args, "--data", tiny_data, "--model", FAST_MODEL, "--epochs", "1", "--out", out)
+        said = result.stderr.strip().splitlines()  # the data's summary lines may come first
+        assert result.exit_code == code and message in said[-1] and said[-1].startswith("Error: "), result.output
+        assert "Traceback" not in result.output and not out.exists()
+    result = run_cli(
+        "train",
+        "--data",
+        tiny_data,
+        "--model",
+        FAST_MODEL,
+        "--epochs",
+        "1",
+        "--val-fraction",
+        "0",
+        "--out",
+        tmp_path / "all",
+    )
+    assert result.exit_code == 0 and "no validation: best.pth holds the last epoch's model (1)" in result.stdout
+
+
 def test_failed_predict_keeps_existing_submission(trained_run, tiny_data, tmp_path):
     data = tmp_path / "data"
     data.mkdir()

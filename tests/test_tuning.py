@@ -56,6 +56,8 @@ def test_a_bad_storage_url_is_one_line(tiny_data, tmp_path):
         (["--trials", "0"], "--trials and --jobs must be at least 1"),
         (["--timeout", "-5"], "--timeout must be a positive"),
         (["--jobs", "2", "--cuda-graph"], "--cuda-graph records a step with nothing else on the GPU; --jobs runs"),
+        (["--val-fraction", "0"], "--val-fraction 0: tune scores every trial on validation"),  # was a KeyError
+        (["--max-samples", "5"], "--val-fraction 0.2 of 5 pairs (5 distinct audio clips) leaves none to validate on"),
     ],
 )
 def test_bad_study_options_are_refused_before_anything_is_written(tiny_data, tmp_path, options, message):
