@@ -85,7 +85,7 @@ def unreadable_checkpoint(path: Path, error: Exception) -> CheckpointError:
     if "WeightsUnpickler error:" in text:  # torch's reason follows this, before its advice
         text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    reason = lines[0][:160] if lines else type(error).__name__
+    reason = lines[0].split(". ")[0][:160] if lines else type(error).__name__  # its first sentence: no advice
     if "global" in reason.lower():  # a class or function, which only full unpickling would run
         return CheckpointError(f"{path}: refused: it asks to run code, not just load tensors ({reason})")
     kind = kind_of_file(path)
