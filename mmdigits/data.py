@@ -57,13 +57,15 @@ def load_array(path: Path) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as error:
-        if kind_of_file(path) == "a text file":  # np.load takes what is not .npy or zip for a pickle
-            raise DataError(f"{path}: a text file, not a .npy array (np.save writes one)") from None
-        if "pickle" in str(error).lower() or "object" in str(error).lower():
+        found = kind_of_file(path)  # np.load takes whatever is neither .npy nor zip for a pickle
+        if found == "a plain pickle" or "object arrays" in str(error).lower():
             raise DataError(f"{path}: holds pickled/object data, which is never loaded") from None
-        raise DataError(f"{path}: not a valid .npy file or truncated ({error})") from None
+        if found == "a NumPy array (.npy)":
+            raise DataError(f"{path}: not a valid .npy file or truncated ({error})") from None
+        what = f"{found}, not" if found else "not"
+        raise DataError(f"{path}: {what} a .npy array (np.save writes one)") from None
     except (OSError, EOFError) as error:
-        raise DataError(f"{path}: cannot be read as .npy ({error})") from None
+        raise DataError(f"{path}: cannot be read as .npy ({kind_of_file(path) or error})") from None
     if not isinstance(array, np.ndarray):  # np.load opens any zip as an .npz; torch.save writes zips too
         with array:
             checkpoint = any(name.endswith("data.pkl") for name in array.files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import warnings
 
@@ -161,6 +162,18 @@ BAD_CASES = {
         "truncated",
     ),
     "not npy": (lambda d: d.joinpath("x_train_sp.npy").write_text("hello"), "x_train_sp.npy: a text file, not a .npy"),
+    "random bytes": (
+        lambda d: d.joinpath("x_train_wr.npy").write_bytes(bytes(range(7, 200))),
+        "x_train_wr.npy: not a .npy array (np.save writes one)",
+    ),
+    "a pickle": (
+        lambda d: d.joinpath("x_train_wr.npy").write_bytes(pickle.dumps(np.zeros((200, 784)))),
+        "x_train_wr.npy: holds pickled/object data, which is never loaded",
+    ),
+    "empty file": (
+        lambda d: d.joinpath("x_train_wr.npy").write_bytes(b""),
+        "x_train_wr.npy: cannot be read as .npy (an empty file)",
+    ),
     "np.savetxt": (
         lambda d: np.savetxt(d / "x_train_wr.npy", np.zeros((200, 784))),
         "x_train_wr.npy: a text file, not a .npy array (np.save writes one)",
