@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdigits.artifacts import refuse_overwrite, save_npy
+from mmdigits.artifacts import refuse_overwrite, save_npy, writable_file
 from mmdigits.checkpoint import load_ensemble
 from mmdigits.data import TEST_AUDIO, TEST_IMAGE, load_test
+from mmdigits.errors import UsageError
 from mmdigits.inference import ensemble_probabilities, unlike_training
 from mmdigits.submission import write_probabilities, write_submission
 
@@ -60,7 +61,13 @@ def predict_test(
     device: str = "auto",
 ) -> Submission:
     """Average the ensemble's probabilities on the test files; write the submission (and the
-    probabilities); an existing submission is replaced only once the new one is complete."""
+    probabilities); an existing submission is replaced only once the new one is complete, and
+    neither file is touched where either path is refused."""
+    out = writable_file(out)
+    if probabilities_csv is not None:
+        probabilities_csv = writable_file(probabilities_csv)
+        if probabilities_csv.resolve() == out.resolve():  # the probabilities would replace the submission
+            raise UsageError(f"--probs {probabilities_csv}: the submission's own file (--out); give another")
     models, torch_device = load_ensemble(checkpoints, device)
     test = load_test(data)
     probabilities = ensemble_probabilities(models, test.image, test.audio, torch_device, tta=tta).numpy()

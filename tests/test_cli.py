@@ -283,6 +283,17 @@ def test_failed_predict_keeps_existing_submission(trained_run, tiny_data, tmp_pa
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_refused_probabilities_path_leaves_the_submission_alone(trained_run, tiny_data, tmp_path):
+    """--probs naming the submission itself would have replaced it with probabilities (and the
+    command then said to submit it); a --probs that is a folder failed after the submission was written."""
+    out = tmp_path / "submission.csv"
+    out.write_text("precious\n")
+    for probs, code, message in ((out, 2, "the submission's own file (--out)"), (tmp_path, 1, "is a folder")):
+        result = run_cli("predict", "-c", trained_run / "best.pth", "--data", tiny_data, "--out", out, "--probs", probs)
+        assert result.exit_code == code and message in result.stderr
+        assert out.read_text() == "precious\n"
+
+
 def test_same_seed_gives_identical_metrics_and_submission(tiny_data, tmp_path):
     outputs = []
     for run in ("a", "b"):
