@@ -149,6 +149,10 @@ def read_label_table(path: Path):
         reason = found if found not in (None, "a text file") else str(error).strip().splitlines()[0]
         raise DataError(f"{path}: not a readable CSV ({reason})") from None
     if "label" not in table.columns:
+        if not pd.to_numeric(pd.Series(table.columns), errors="coerce").isna().any():  # numbers read as names
+            with open(path, encoding="utf-8-sig") as file:
+                first = file.readline().strip()
+            raise DataError(f"{path}: no header line (the first reads '{first}'); it must start with row_id,label")
         raise DataError(f"{path}: no 'label' column (columns: {', '.join(map(str, table.columns))})")
     if table.empty:
         raise DataError(f"{path}: no rows")

@@ -141,6 +141,10 @@ BAD_CASES = {
         lambda d: d.joinpath("y_train.csv").write_bytes(d.joinpath("x_train_wr.npy").read_bytes()),
         "y_train.csv: not a readable CSV (a NumPy array (.npy))",
     ),
+    "no header line": (
+        lambda d: d.joinpath("y_train.csv").write_text("".join(f"{i},{i % 2}\n" for i in range(1, 201))),
+        "y_train.csv: no header line (the first reads '1,1'); it must start with row_id,label",
+    ),
     "no label column": (lambda d: d.joinpath("y_train.csv").write_text("row_id,digit\n0,1\n"), "no 'label' column"),
     "duplicate row ids": (
         lambda d: d.joinpath("y_train.csv").write_text(
