@@ -54,6 +54,8 @@ def load_array(path: Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:  # numpy says so in other words from one release to the next
+        raise DataError(f"{path}: an empty file, not a .npy array")
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as error:
@@ -65,7 +67,7 @@ def load_array(path: Path) -> np.ndarray:
         what = f"{found}, not" if found else "not"
         raise DataError(f"{path}: {what} a .npy array (np.save writes one)") from None
     except (OSError, EOFError) as error:
-        raise DataError(f"{path}: cannot be read as .npy ({kind_of_file(path) or error})") from None
+        raise DataError(f"{path}: cannot be read as .npy ({error})") from None
     if not isinstance(array, np.ndarray):  # np.load opens any zip as an .npz; torch.save writes zips too
         with array:
             checkpoint = any(name.endswith("data.pkl") for name in array.files)

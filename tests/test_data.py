@@ -176,7 +176,7 @@ BAD_CASES = {
     ),
     "empty file": (
         lambda d: d.joinpath("x_train_wr.npy").write_bytes(b""),
-        "x_train_wr.npy: cannot be read as .npy (an empty file)",
+        "x_train_wr.npy: an empty file, not a .npy array",
     ),
     "np.savetxt": (
         lambda d: np.savetxt(d / "x_train_wr.npy", np.zeros((200, 784))),
