@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdigits.errors import DataError, DataWarning, kind_of_file
+from mmdigits.errors import DataError, DataWarning, kind_of_file, missing_file
 
 CONDITIONS = ("clean", "image_noisy", "audio_noisy", "both_mild")  # noise conditions a labels CSV may name
 TRAIN_IMAGE, TRAIN_AUDIO, TRAIN_LABELS = "x_train_wr.npy", "x_train_sp.npy", "y_train.csv"
@@ -53,7 +53,7 @@ def load_array(path: Path) -> np.ndarray:
     """np.load without pickle, turning every failure into a one-line DataError."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: {missing_file(path)}")
     if path.stat().st_size == 0:  # numpy says so in other words from one release to the next
         raise DataError(f"{path}: an empty file, not a .npy array")
     try:
@@ -143,7 +143,7 @@ def read_label_table(path: Path):
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: {missing_file(path)}")
     try:
         table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:

@@ -31,6 +31,11 @@ class DataWarning(UserWarning):
     to a user's data goes unsaid."""
 
 
+def missing_file(path: Path) -> str:
+    """Why a path given as a file cannot be opened: a folder stands there, or nothing does."""
+    return "a folder, not a file" if Path(path).is_dir() else "no such file"
+
+
 def kind_of_file(path: Path) -> str | None:
     """What a file is by its first bytes, for the line that refuses it: a user who passed the wrong
     file (a CSV as a checkpoint, a checkpoint as an array) sees which. None: nothing recognisable,

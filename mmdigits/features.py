@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from mmdigits.errors import DataError, DataWarning, MmdigitsError, kind_of_file
+from mmdigits.errors import DataError, DataWarning, MmdigitsError, kind_of_file, missing_file
 
 IMAGE_SIDE = 28
 DIGIT_BOX = 20  # MNIST fits each digit in a 20x20 box, then centres it by mass in 28x28
@@ -48,11 +48,11 @@ def read_digit_image(path: Path) -> np.ndarray:
     """A PNG/JPEG of one digit -> (784,) float32 in [0, 1], inverted if dark on light."""
     from PIL import Image, UnidentifiedImageError
 
+    if not Path(path).is_file():
+        raise DataError(f"{path}: {missing_file(path)}")
     try:
         with Image.open(path) as picture:
             gray = np.asarray(picture.convert("L"), dtype=np.float64) / 255.0
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(f"{path}: not a readable image ({kind_of_file(path) or error})") from None
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
@@ -115,7 +115,7 @@ def read_spoken_digit(path: Path, stats: dict[str, np.ndarray]) -> np.ndarray:
     """A WAV (any rate, mono or stereo) of one spoken digit -> (507,) float32 in [0, 1]."""
     librosa = _librosa()
     if not Path(path).is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: {missing_file(path)}")
     try:
         with warnings.catch_warnings():  # its fallback chatter ("PySoundFile failed"), not news of the data
             warnings.simplefilter("ignore", UserWarning)

@@ -85,6 +85,10 @@ def save(path, array):
 
 BAD_CASES = {
     "missing file": (lambda d: (d / "x_train_sp.npy").unlink(), "x_train_sp.npy: no such file"),
+    "a folder where a file goes": (
+        lambda d: [(d / "y_train.csv").unlink(), (d / "y_train.csv").mkdir()],
+        "y_train.csv: a folder, not a file",
+    ),
     "none of the files (the wrong folder)": (
         lambda d: [path.unlink() for path in d.iterdir()],
         "holds none of the competition's files (x_train_wr.npy, ...); pass --data DIR with them, or run `mmdigits",

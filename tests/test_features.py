@@ -47,8 +47,10 @@ def test_unreadable_picture(tmp_path):
     np.save(tmp_path / "digit.npy", np.zeros((28, 28)))  # an array where a picture was asked for is named so
     with pytest.raises(DataError, match=r"digit.npy: not a readable image \(a NumPy array \(.npy\)\)"):
         read_digit_image(tmp_path / "digit.npy")
-    with pytest.raises(DataError, match="not a readable image .*Is a directory"):  # nothing to name: the reason
+    with pytest.raises(DataError, match="a folder, not a file"):
         read_digit_image(tmp_path)
+    with pytest.raises(DataError, match="no such file"):
+        read_digit_image(tmp_path / "missing.png")
 
 
 def write_tone(path) -> None:
@@ -70,6 +72,8 @@ def test_wav_becomes_507_mfcc_values(tmp_path):
     assert f"{np.count_nonzero((vector == 0.0) | (vector == 1.0))} of 507 audio values" in said
     with pytest.raises(DataError, match="no such file"):
         read_spoken_digit(tmp_path / "missing.wav", spoken_digit_table())
+    with pytest.raises(DataError, match="a folder, not a file"):  # it said "no such file"
+        read_spoken_digit(tmp_path, spoken_digit_table())
 
 
 def test_an_unreadable_recording_on_the_cli_is_one_line(tmp_path):
