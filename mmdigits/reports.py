@@ -29,9 +29,11 @@ ANALYZE_FILES = ("report.json", *EVALUATE_FILES, "robustness.png", "reliability.
 TSNE_FILES = ("tsne_coordinates.csv", "image.png", "audio.png", "fused.png")
 
 
-def labelled_pairs(payload: dict, data: Path, labels: Path | None) -> tuple[Split, np.ndarray | None, str]:
+def labelled_pairs(
+    payload: dict, data: Path, labels: Path | None, instead: str = "pass --labels y_test.csv"
+) -> tuple[Split, np.ndarray | None, str]:
     """The labelled test files when a labels CSV is given, else the checkpoint's own validation
-    split; returns (split, conditions or None, description)."""
+    split (`instead` says what to do where it has none); returns (split, conditions or None, description)."""
     if labels is not None:
         test = load_test(data)
         table = read_label_table(labels)
@@ -43,7 +45,7 @@ def labelled_pairs(payload: dict, data: Path, labels: Path | None) -> tuple[Spli
     config = TrainConfig.from_dict({**payload["config"], "data": str(data)})
     _, val, _ = split_for(config, load_train(data))
     if val is None:
-        raise UsageError("the checkpoint was trained without a validation split; pass --labels y_test.csv")
+        raise UsageError(f"the checkpoint was trained without a validation split (--val-fraction 0); {instead}")
     return val, None, f"{len(val)} validation pairs (the checkpoint's own split)"
 
 
@@ -163,6 +165,8 @@ def tsne_report(
         raise UsageError(f"--split {split}: choose val, test or train")
     if samples < 10:
         raise UsageError("--samples must be at least 10")
+    if labels is not None and split != "test":
+        raise UsageError(f"--labels labels the test pairs; add --split test (--split {split} has its own labels)")
     refuse_overwrite(out, TSNE_FILES, overwrite, "t-SNE maps")
     torch_device = pick_device(device)
     model, payload = load_model(checkpoint, torch_device)
@@ -176,7 +180,7 @@ def tsne_report(
     elif split == "test" and labels is None:
         chosen = load_test(data)  # no labels: the maps are coloured by cluster only
     else:
-        chosen, conditions, _ = labelled_pairs(payload, data, labels if split == "test" else None)
+        chosen, conditions, _ = labelled_pairs(payload, data, labels, "map the test pairs (--split test) instead")
     rows = np.sort(np.random.default_rng(seed).permutation(len(chosen))[:samples])
     chosen = chosen.subset(rows)
     conditions = None if conditions is None else conditions[rows]

@@ -267,6 +267,16 @@ def test_too_few_pairs_for_the_split_or_a_step_are_refused_in_one_line(tiny_data
         tmp_path / "all",
     )
     assert result.exit_code == 0 and "no validation: best.pth holds the last epoch's model (1)" in result.stdout
+    # the reports that read the checkpoint's own validation split say what to read instead
+    unvalidated = ["-c", tmp_path / "all" / "best.pth", "--data", tiny_data]
+    for args, instead in (
+        (["tsne", *unvalidated], "map the test pairs (--split test) instead"),  # said "pass --labels", ignored there
+        (["tsne", *unvalidated, "--labels", tiny_data / "y_test.csv"], "--labels labels the test pairs; add --split"),
+        (["analyze", *unvalidated], "(--val-fraction 0); pass --labels y_test.csv"),
+    ):
+        refused = run_cli(*args, "--out", tmp_path / "report")
+        assert refused.exit_code == 2 and instead in refused.stderr and "Traceback" not in refused.output
+        assert not (tmp_path / "report").exists()
 
 
 def test_failed_predict_keeps_existing_submission(trained_run, tiny_data, tmp_path):
