@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Optional, get_args, get_type_hints
@@ -45,6 +45,7 @@ Checkpoints = Annotated[
     typer.Option(
         "--checkpoint",
         "-c",
+        metavar="<path>",  # not typer 0.29's <list[Path]>: one path, repeated
         help="A .pth file, or a folder of runs (every best.pth under it). "
         "Repeat to average an ensemble's probabilities.",
     ),
@@ -61,14 +62,14 @@ Tta = Annotated[bool, flag_option("--tta", help="Average over digit-safe test-ti
 Labels = Annotated[Optional[Path], typer.Option(help="row_id,label[,condition] CSV for the test files.")]
 
 
-def config_parameter(name: str, default: Any, help: str, group: str) -> inspect.Parameter:
+def config_parameter(name: str, default: Any, metadata: Mapping[str, Any]) -> inspect.Parameter:
     """One keyword parameter carrying a typer option: --name (bools also --no-name; a bool that may be
     None is left to the run when neither is given), shown in `-h` under its group."""
-    kind = FIELD_TYPES[name]
+    kind, help, group = FIELD_TYPES[name], metadata["help"], metadata["group"]
     if bool in (kind, *get_args(kind)):
         option = flag_option(f"{flag(name)}/--no-{name.replace('_', '-')}", help=help, rich_help_panel=group)
     else:
-        option = typer.Option(flag(name), help=help, rich_help_panel=group)
+        option = typer.Option(flag(name), help=help, rich_help_panel=group, metavar=metadata["metavar"])
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
 
 
@@ -88,9 +89,7 @@ def with_config_options(exclude: tuple[str, ...] = (), defaults: dict[str, Any] 
             inspect.Parameter("context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
             inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigFile),
         ] + [
-            config_parameter(
-                field.name, defaults.get(field.name, field.default), field.metadata["help"], field.metadata["group"]
-            )
+            config_parameter(field.name, defaults.get(field.name, field.default), field.metadata)
             for field in sorted(fields(TrainConfig), key=lambda field: GROUPS.index(field.metadata["group"]))
             if field.name in taken
         ]

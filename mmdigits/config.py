@@ -28,9 +28,10 @@ def flag(name: str) -> str:
 GROUPS = DATA, FIT, AUGMENT, MACHINE = "Data and model", "Optimisation", "Augmentation", "Hardware"  # -h, in order
 
 
-def option(default: Any, help: str, group: str) -> Any:
-    """A TrainConfig field with its help text and its group in `-h`: the CLI's options are built from these."""
-    return field(default=default, metadata={"help": help, "group": group})
+def option(default: Any, help: str, group: str, metavar: str | None = None) -> Any:
+    """A TrainConfig field with its help text, its group in `-h` and, for a path kept as a string
+    (JSON holds no Path), the `<path>` to show beside it: the CLI's options are built from these."""
+    return field(default=default, metadata={"help": help, "group": group, "metavar": metavar})
 
 
 @dataclass
@@ -38,9 +39,9 @@ class TrainConfig:
     """What `mmdigits train` does. The single source of the training options: the CLI derives its
     options from these fields (cli_options.py), config.json, --config files and checkpoints record them."""
 
-    data: str = option(".", "Folder with the competition's .npy/.csv files.", DATA)
+    data: str = option(".", "Folder with the competition's .npy/.csv files.", DATA, "<path>")
     model: str = option(DEFAULT_MODEL, "Registered model name; see `mmdigits models`.", DATA)
-    out: str = option("", "Run folder (default: runs/<model>).", DATA)
+    out: str = option("", "Run folder (default: runs/<model>).", DATA, "<path>")
     epochs: int = option(
         0, "Passes over the training split; 0: auto (about 2,800 optimiser steps in 15-40 epochs).", FIT
     )

@@ -69,6 +69,15 @@ def test_help_shows_no_value_to_give_a_flag():
         assert [line for line in shown.splitlines() if "<bool>" in line and "--help" not in line] == []
 
 
+def test_help_names_every_file_or_folder_option_a_path():
+    """train's --data/--out are strings in TrainConfig (JSON holds no Path): typer showed `<str>`
+    there, `<path>` for the same --data of predict, and `<list[Path]>` for a repeatable -c."""
+    for command in ("train", "cv", "compare", "tune", "predict", "evaluate", "tsne"):
+        lines = run_cli(command, "-h").stdout.splitlines()
+        shown = [line for line in lines if any(f"{name} " in line for name in ("--data", "--out", "-c"))]
+        assert shown and [line for line in shown if "<str>" in line or "list[" in line] == [], command
+
+
 def test_train_writes_the_run_folder(trained_run):
     for name in ("best.pth", "last.pth", "metrics.csv", "loss_acc.png", "config.json"):
         assert (trained_run / name).is_file(), name
