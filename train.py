@@ -1,8 +1,6 @@
 """`python train.py --model cnn_rnn_linear ...` is `mmdigits train --model cnn_rnn_linear ...`."""
 
-import sys
-
-from mmdigits.cli import app
+from mmdigits.cli import run
 
 if __name__ == "__main__":
-    app(args=["train", *sys.argv[1:]], prog_name="python train.py")
+    run(only="train")

@@ -359,15 +359,20 @@ def demo(
     show(f"demo finished in {time.perf_counter() - started:.0f} s; everything is under {out}/")
 
 
-def run() -> None:
-    """Console-script entry point. A SIGINT the parent left ignored is restored, so that Ctrl-C
-    stops any command (training replaces it with its own stop-between-batches handler). At the
-    end every object is frozen out of the garbage collector, whose last collection would otherwise
-    walk torch's whole heap on the way out (0.3-0.9 s a command, the most after training;
+def run(only: str | None = None) -> None:
+    """Console-script entry point; `only`: the one command train.py or predict.py runs, whose usage
+    line then reads `python train.py [OPTIONS]`. A SIGINT the parent left ignored is restored, so
+    that Ctrl-C stops any command (training replaces it with its own stop-between-batches handler).
+    At the end every object is frozen out of the garbage collector, whose last collection would
+    otherwise walk torch's whole heap on the way out (0.3-0.9 s a command, the most after training;
     docs/benchmarks.md). Nothing of ours waits on that collection: our files are closed by then."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        app(prog_name="mmdigits")
+        if only is None:
+            app(prog_name="mmdigits")
+        else:
+            command = typer.main.get_command(app).commands[only]
+            command.main(prog_name=f"python {only}.py", **SETTINGS["context_settings"])
     except KeyboardInterrupt:  # before a command started (imports)
         typer.echo("Interrupted.", err=True)
         sys.exit(130)
