@@ -124,6 +124,22 @@ def test_ctrl_c_ends_the_study_and_keeps_the_finished_trials(tiny_data, tmp_path
     assert (trials["state"] == "COMPLETE").sum() >= 2 and (study / "best.json").is_file()
 
 
+def test_the_trials_table_shows_every_parameter_whole_at_80_columns():
+    from rich.console import Console
+
+    from mmdigits.tables import trials_table
+    from mmdigits.tuning import suggest
+
+    draw = lambda name, *args, **kwargs: 0.5  # noqa: E731
+    trial = SimpleNamespace(suggest_float=draw, suggest_int=draw, suggest_categorical=draw)
+    names = suggest(trial, "cnn_rnn_lowrank", set())  # every parameter tuned
+    console = Console(width=80, record=True)
+    best = [{"number": number, "value": 0.9, "state": "complete", "params": names} for number in range(5)]
+    console.print(trials_table(best, "best"))
+    shown = console.export_text()  # it showed "modality_dropou" over "t", and at 80 columns a letter or two a line
+    assert all(name.replace("_", " ") in shown for name in names) and "trial 4" in shown, shown
+
+
 def test_the_pruner_compares_trials_at_the_same_share_of_their_schedule():
     """A 30-epoch one-cycle trial at epoch 3 is where a 10-epoch one is at epoch 1 (both still
     warming up); comparing them by epoch number pruned every long trial of a real study."""
