@@ -31,8 +31,9 @@ from mmdigits.reporting import console, data_warnings_as_lines, print_epoch, pro
 from mmdigits.stopping import Stopped, stop_on_signals
 
 SETTINGS = {"context_settings": {"help_option_names": ["-h", "--help"]}, "no_args_is_help": True}
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, **SETTINGS)  # help: main's docstring
-data_app = typer.Typer(help="Make and check datasets in the competition's format.", **SETTINGS)
+# The app's help is main's docstring; cls: -h shown like our flags (cli_options.NoBoolHelp)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, cls=opt.Group, **SETTINGS)
+data_app = typer.Typer(help="Make and check datasets in the competition's format.", cls=opt.Group, **SETTINGS)
 app.add_typer(data_app, name="data")
 
 
@@ -68,7 +69,7 @@ def command(group: typer.Typer = app, name: str | None = None) -> Callable:
                     typer.echo(f"Interrupted: {str(error) or 'quit at once'}", err=True)
                 raise typer.Exit(130 if stopped else 2 if isinstance(error, UsageError) else 1) from None
 
-        return group.command(name)(friendly)
+        return group.command(name, cls=opt.Command)(friendly)
 
     return register
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional, get_args, get_type_hints
 
 import typer
+import typer.core
 
 from mmdigits import __version__
 from mmdigits.config import DEFAULT_MODEL, GROUPS, TrainConfig, flag
@@ -32,6 +33,24 @@ def flag_option(declaration: str, help: str, **settings: Any) -> Any:
     """typer.Option for an on/off flag, shown in `-h` without the `<bool>` typer 0.29 prints beside
     it, which reads as a value to give (`--overwrite <bool>`)."""
     return typer.Option(declaration, help=help, metavar="", **settings)
+
+
+class NoBoolHelp:
+    """-h/--help shown like our flags, without the `<bool>` typer 0.29 prints beside it."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Command(NoBoolHelp, typer.core.TyperCommand):
+    pass
+
+
+class Group(NoBoolHelp, typer.core.TyperGroup):
+    pass
 
 
 # Options shared by several commands, used as `data: opt.Data = Path(".")`
