@@ -244,7 +244,7 @@ def bench(
 
 
 @command()
-@with_config_options(exclude=("data", "model", "out"))
+@with_config_options(exclude=("data", "model", "out", "self_train"))  # its test sets are made, not in a folder
 def matrix(
     config: TrainConfig,
     models: Annotated[str, typer.Option(help="Comma-separated names; all: the main four + unimodal ones.")] = "all",

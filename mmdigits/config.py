@@ -18,6 +18,10 @@ AUTO_STEPS_PER_EPOCH = 70  # ... the one nearest to this many steps an epoch
 AUTO_LR = 3e-3  # peak learning rate up to batch 256; larger batches scale it by sqrt(batch / 256)
 GPU_MAX_BATCH = 1024  # a GPU's step costs launches, not arithmetic: it may take batches this large ...
 GPU_MIN_STEPS_PER_EPOCH = 40  # ... while an epoch keeps at least this many steps
+# --self-train (docs/benchmarks.md, "Self-training on the test pairs"): the test pairs the calibrated model
+# gives at least this probability join training, for this share of the run's epochs again, at this share
+# of its peak learning rate.
+SELF_TRAIN_CONFIDENCE, SELF_TRAIN_EPOCHS, SELF_TRAIN_LR = 0.99, 0.2, 1 / 3
 
 
 def flag(name: str) -> str:
@@ -78,6 +82,13 @@ class TrainConfig:
     rank: int = option(4, "Rank of the low-rank tensor fusion (the *_lowrank models).", DATA)
     width: int = option(16, "Channels of the image CNN's first block (its width; the next two have 2x and 4x).", DATA)
     patience: int = option(0, "Stop after N epochs without a better val macro-F1; 0: never.", FIT)
+    self_train: bool = option(
+        False,
+        "After training, label the test pairs (x_test_*.npy in --data) the model is >= 99 % sure of and train a "
+        "fifth more epochs on them and the training pairs, from the best model at a third of the learning rate "
+        "(pseudo-labels: no test label is read).",
+        FIT,
+    )
     max_samples: int = option(0, "Use only the first N training rows (quick trials); 0: all.", DATA)
     compile: bool = option(False, "torch.compile the model (on one GPU with CUDA graphs).", MACHINE)
     cuda_graph: bool | None = option(
@@ -119,6 +130,11 @@ class TrainConfig:
             ),
             (self.precision in ("auto", "fp32", "bf16"), "--precision must be auto, fp32 or bf16"),
             (not (self.cuda_graph and self.compile), "--cuda-graph and --compile both record CUDA graphs: choose one"),
+            (
+                not (self.self_train and self.val_fraction == 0),
+                "--self-train needs a validation split (--val-fraction above 0): the model's confidence is calibrated "
+                "on it",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -157,6 +173,10 @@ class TrainConfig:
         rows = min(batch, n_train)  # a split smaller than the batch trains whole (engine.batch_bounds)
         lr = self.lr or AUTO_LR * math.sqrt(max(1.0, rows / AUTO_BATCH[1]))
         return replace(self, batch_size=batch, epochs=epochs, lr=lr, cuda_graph=self.records_graph(gpu, distributed))
+
+    def self_train_epochs(self) -> int:
+        """The epochs --self-train adds after the run's own (resolved) epochs; 0 without it."""
+        return math.ceil(self.epochs * SELF_TRAIN_EPOCHS) if self.self_train else 0
 
     def model_overrides(self) -> dict[str, Any]:
         """Model arguments the CLI can change; they are stored in the checkpoint's model_kwargs."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,14 @@ import torch.nn.functional as F
 from mmdigits import augment
 from mmdigits.calibration import fit_temperature
 from mmdigits.checkpoint import load_checkpoint, restore_training, resume_state, save_checkpoint, training_payload
-from mmdigits.config import TrainConfig
+from mmdigits.config import SELF_TRAIN_LR, TrainConfig
 from mmdigits.data import Split
 from mmdigits.errors import TrainingDiverged, UsageError
 from mmdigits.inference import as_tensor, logits_for
 from mmdigits.metrics import expected_calibration_error, scores_from_confusion
 from mmdigits.models import MultimodalNet
 from mmdigits.runtime import SINGLE, Distributed, autocast, capture_cuda_graph, side_stream, use_bf16
+from mmdigits.selftraining import PseudoLabels
 from mmdigits.stopping import NEVER, RunStopped, StopRequest
 
 
@@ -288,23 +289,32 @@ def fit(
     on_batch: Callable[[int, int], None] | None = None,
     dist: Distributed = SINGLE,
     stop: StopRequest = NEVER,
+    pseudo: PseudoLabels | None = None,
 ) -> FitResult:
     """Train `model`, writing OUT/best.pth (best val macro-F1) and OUT/last.pth every epoch.
     Under torchrun only rank 0 writes and calls on_epoch; every rank sees the same metrics, so
     early-stopping and divergence decisions agree without extra messages. A stop request raises
-    RunStopped between batches, after last.pth of the last finished epoch is safely written."""
+    RunStopped between batches, after last.pth of the last finished epoch is safely written.
+    With `pseudo`, the second phase of --self-train: the trained model keeps its input statistics and
+    trains config.self_train_epochs() more, numbered on from the first phase's, at SELF_TRAIN_LR of the
+    peak learning rate, on `train` (the training pairs and the test pairs in `pseudo`)."""
     config = config.resolved(len(train), device.type == "cuda", dist.enabled)  # the automatic choices, if not given
     out = Path(config.out)
     bf16 = use_bf16(config.precision, device)
     model.to_device(device)
     train_tensors = Tensors.from_split(train, device)
     val_tensors = Tensors.from_split(val, device) if val is not None and len(val) else None
-    if resume is None:
+    if resume is None and pseudo is None:
         model.fit_normalisation(train_tensors.image, train_tensors.audio)
+    if pseudo is not None:  # it trains at temperature 1 like the first phase, and is calibrated afresh
+        model.temperature.fill_(1.0)
+    before = pseudo.history if pseudo is not None else []
+    epochs = config.self_train_epochs() if pseudo is not None else config.epochs
+    schedule = replace(config, lr=config.lr * SELF_TRAIN_LR) if pseudo is not None else config
     steps_per_epoch = len(batch_bounds(len(train), config.batch_size, dist.world))
-    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
-    result = FitResult(epochs=config.epochs)
-    best_f1, start_epoch = -1.0, 1
+    optimizer, scheduler = make_optimizer(model, schedule, steps_per_epoch * epochs)
+    result = FitResult(history=list(before), epochs=len(before) + epochs)
+    best_f1, start_epoch = -1.0, len(before) + 1  # the second phase's best is the best of its own epochs
     if resume is not None:
         result.history, result.best_epoch, best_f1, start_epoch = restore_training(resume, model, optimizer, scheduler)
     runner = model
@@ -315,7 +325,7 @@ def fit(
         runner = torch.compile(runner, mode="reduce-overhead" if device.type == "cuda" and not dist.enabled else None)
     capture = capture_cuda_graph if config.cuda_graph else None
     step = TrainStep(model, optimizer, train_tensors, config, bf16, dist, runner, capture)
-    for epoch in range(start_epoch, config.epochs + 1):
+    for epoch in range(start_epoch, result.epochs + 1):
         if stop_agreed(stop, dist, device):
             raise RunStopped(out, stop.signal_name or "another rank")
         started = time.perf_counter()
@@ -336,7 +346,7 @@ def fit(
         if improved:
             best_f1, result.best_epoch = current_f1, epoch
         if dist.is_main:
-            save_epoch(out, model, config, optimizer, scheduler, result, best_f1, improved)
+            save_epoch(out, model, config, optimizer, scheduler, result, best_f1, improved, pseudo)
             if on_epoch is not None:
                 on_epoch(row, result)
         if config.patience and epoch - result.best_epoch >= config.patience:
@@ -387,10 +397,13 @@ def save_epoch(
     result: FitResult,
     best_f1: float,
     improved: bool,
+    pseudo: PseudoLabels | None = None,
 ) -> None:
     """best.pth when the epoch improved; last.pth always, with everything --resume needs."""
     payload = training_payload(model, config.to_dict(), result.history[-1])
     if improved:
         save_checkpoint(out / "best.pth", payload)
     resume = resume_state(optimizer, scheduler, result.history, result.best_epoch, best_f1)
+    if pseudo is not None:
+        resume["pseudo_labels"] = pseudo.record()
     save_checkpoint(out / "last.pth", payload | resume)

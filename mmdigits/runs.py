@@ -15,13 +15,14 @@ import torch
 
 from mmdigits.artifacts import ensure_folder, refuse_overwrite, write_json
 from mmdigits.checkpoint import load_resume
-from mmdigits.config import TrainConfig, flag
-from mmdigits.data import Split, load_train, train_val_indices
+from mmdigits.config import SELF_TRAIN_CONFIDENCE, TrainConfig, flag
+from mmdigits.data import Split, load_test, load_train, train_val_indices
 from mmdigits.engine import FitResult, Tensors, batch_bounds, fit
 from mmdigits.errors import DataError, UsageError
 from mmdigits.models import MultimodalNet, create_model
 from mmdigits.reporting import plot_curves, write_metrics_csv
-from mmdigits.runtime import configure, import_while_loading, init_distributed, seed_everything, start_warm_up
+from mmdigits.runtime import configure, import_while_loading, init_distributed, seed_everything, start_warm_up, use_bf16
+from mmdigits.selftraining import PseudoLabels, label_confident, with_pseudo_labels
 from mmdigits.stopping import NEVER, StopRequest
 
 RUN_FILES = ("best.pth", "last.pth", "metrics.csv")  # what a run has once an epoch finished
@@ -106,10 +107,9 @@ def resumed_config(
             f"--resume continues {folder} with the options it started with ({folder / 'config.json'}); "
             f"{flags} cannot change, only --data and --device: start a new run to train otherwise"
         )
-    if epoch >= recorded.epochs:
+    if epoch >= recorded.epochs + recorded.self_train_epochs():
         raise UsageError(
-            f"--resume {resume}: the run has trained all its {recorded.epochs} epochs; its model is "
-            f"{folder / 'best.pth'}"
+            f"--resume {resume}: the run has trained all its {epoch} epochs; its model is {folder / 'best.pth'}"
         )
     moved = {name: getattr(config, name) for name in given if name in RESUMABLE_ELSEWHERE}
     return replace(recorded, out=str(folder), cuda_graph=None if recorded.cuda_graph else False, **moved)
@@ -126,6 +126,15 @@ def refuse_other_data(model: MultimodalNet, train: Split, recorded: dict[str, An
         raise UsageError(
             f"--resume: the training split of {data} is not the one this run trained on (its statistics differ); "
             "give --data the folder it trained on"
+        )
+
+
+def log_calibration(result: FitResult, log: Callable[[str], None]) -> None:
+    if result.calibration:
+        found = result.calibration
+        log(
+            f"calibration: temperature {found['temperature']:.3f} fitted on validation; "
+            f"val ECE {found['val_ece_before']:.4f} -> {found['val_ece_after']:.4f} (stored in best.pth)"
         )
 
 
@@ -156,6 +165,7 @@ def train_run(
     if not dist.is_main:  # only global rank 0 speaks and writes
         log, on_epoch, on_batch = (lambda message: None), None, None
     import_while_loading("torch._dynamo")  # the optimizer's; 0.85 s otherwise spent after the split
+    test = load_test(Path(config.data)) if config.self_train else None  # before training: a missing file stops it
     if splits is None:
         data = load_train(Path(config.data)) if data is None else data
         train, val, n_groups = split_for(config, data)
@@ -207,13 +217,25 @@ def train_run(
     if warming is not None:
         warming.join()
     try:
-        result = fit(model, train, val, config, device, resume, after_epoch, on_batch, dist, stop)
-        if result.calibration:
-            found = result.calibration
+        second_phase = resume is not None and "pseudo_labels" in resume
+        if not second_phase:
+            result = fit(model, train, val, config, device, resume, after_epoch, on_batch, dist, stop)
+            log_calibration(result, log)
+        if test is not None:
+            if second_phase:
+                pseudo = PseudoLabels.recorded(resume)
+            else:
+                bf16 = use_bf16(config.precision, device)
+                pseudo = label_confident(model, test, device, bf16, result.history, dist)
             log(
-                f"calibration: temperature {found['temperature']:.3f} fitted on validation; "
-                f"val ECE {found['val_ece_before']:.4f} -> {found['val_ece_after']:.4f} (stored in best.pth)"
+                f"self-training: {len(pseudo.rows)} of {len(test)} test pairs labelled with >= "
+                f"{SELF_TRAIN_CONFIDENCE:.0%} confidence join the {len(train)} training pairs for "
+                f"{config.self_train_epochs()} more epoch{'s' * (config.self_train_epochs() != 1)}"
             )
+            both = with_pseudo_labels(train, test, pseudo)
+            resumed = resume if second_phase else None
+            result = fit(model, both, val, config, device, resumed, after_epoch, on_batch, dist, stop, pseudo)
+            log_calibration(result, log)
         if dist.enabled:  # leave together: a rank that tears down its group while rank 0 still
             torch.distributed.barrier()  # writes the last files can abort (seen with Gloo)
     finally:

@@ -374,6 +374,70 @@ def test_resume_replays_the_same_training(tiny_data, tmp_path):
     assert_same_training(straight, last.parent)
 
 
+def without(data: Path, name: str, folder: Path) -> Path:
+    """A copy of a data folder lacking one file."""
+    shutil.copytree(data, folder)
+    (folder / name).unlink()
+    return folder
+
+
+def test_self_train_adds_the_test_pairs_it_is_sure_of_for_a_fifth_more_epochs(tiny_data, tmp_path, monkeypatch):
+    """Every test pair passes a threshold of 0; no test label is read (the folder has no y_test.csv)."""
+    monkeypatch.setattr("mmdigits.selftraining.SELF_TRAIN_CONFIDENCE", 0.0)
+    data, out = without(tiny_data, "y_test.csv", tmp_path / "data"), tmp_path / "run"
+    result = run_cli("train", "--data", data, "--model", FAST_MODEL, "--epochs", "5", "--self-train", "--out", out)
+    assert result.exit_code == 0, result.output
+    joined = "self-training: 40 of 40 test pairs labelled with >= 99% confidence join the 159 training pairs"
+    assert f"{joined} for 1 more epoch\n" in result.stderr
+    assert len(pd.read_csv(out / "metrics.csv")) == 6  # 5 + a fifth of 5
+    last = torch.load(out / "last.pth", weights_only=True)
+    assert last["pseudo_labels"]["rows"] == list(range(40))
+    assert torch.load(out / "best.pth", weights_only=True)["epoch"] == 6  # the best of the second phase
+
+
+def test_self_train_resumes_its_second_phase_exactly(tiny_data, tmp_path, monkeypatch):
+    """6 epochs + 2 of self-training straight == stopped after the first of those 2, then --resume:
+    the resumed run trains on the test pairs the first run labelled, read back from last.pth."""
+    from mmdigits.config import TrainConfig
+    from mmdigits.runs import train_run
+
+    monkeypatch.setattr("mmdigits.selftraining.SELF_TRAIN_CONFIDENCE", 0.5)
+    options = ["--data", tiny_data, "--model", FAST_MODEL, "--epochs", "6", "--seed", "5", "--self-train"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert run_cli("train", *options, "--out", straight).exit_code == 0
+    chosen = torch.load(straight / "last.pth", weights_only=True)["pseudo_labels"]["rows"]
+    assert 0 < len(chosen) < 40  # some pairs, not all: which ones matters
+
+    def stop_in_second_phase(row, result):
+        if row["epoch"] == 7:
+            raise KeyboardInterrupt
+
+    config = TrainConfig(data=str(tiny_data), model=FAST_MODEL, epochs=6, seed=5, self_train=True, out=str(stopped))
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, on_epoch=stop_in_second_phase)
+    monkeypatch.setattr("mmdigits.selftraining.SELF_TRAIN_CONFIDENCE", 1.1)  # labelling again would choose none
+    result = run_cli("train", "--resume", stopped / "last.pth")
+    assert result.exit_code == 0, result.output
+    assert_same_training(straight, stopped)
+    done = run_cli("train", "--resume", stopped / "last.pth")
+    assert done.exit_code == 2
+    assert "the run has trained all its 8 epochs" in done.stderr
+
+
+def test_self_train_refuses_before_training_without_the_test_files_or_a_validation_split(tiny_data, tmp_path):
+    data, out = without(tiny_data, "x_test_sp.npy", tmp_path / "data"), tmp_path / "run"
+    result = run_cli("train", "--data", data, "--model", FAST_MODEL, "--epochs", "1", "--self-train", "--out", out)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [f"Error: {data / 'x_test_sp.npy'}: no such file"]
+    assert not out.exists()
+    result = run_cli("train", "--data", tiny_data, "--self-train", "--val-fraction", "0", "--out", out)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: --self-train needs a validation split (--val-fraction above 0): the model's confidence is "
+        "calibrated on it"
+    ]
+
+
 def test_resume_continues_the_folder_it_reads_from_wherever_it_was_moved(tiny_data, tmp_path):
     """A run folder copied elsewhere (from a Kaggle notebook, say) continues where its last.pth now
     is; the folder its config names, here the original, perhaps another run, is never written to.

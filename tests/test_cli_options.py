@@ -21,7 +21,10 @@ TRAINING_COMMANDS = {
     "train": ((), {"resume", "overwrite"}),
     "cv": (("out",), {"folds", "out", "overwrite"}),
     "compare": (("model", "out"), {"models", "seeds", "out", "runs", "overwrite"}),
-    "matrix": (("data", "model", "out"), {"models", "train_pairs", "test_pairs", "runs", "out", "overwrite"}),
+    "matrix": (
+        ("data", "model", "out", "self_train"),
+        {"models", "train_pairs", "test_pairs", "runs", "out", "overwrite"},
+    ),
     "demo": (("data", "out"), {"out", "train_pairs", "test_pairs", "overwrite"}),
     "tune": (("out",), {"trials", "timeout", "out", "storage", "study", "jobs"}),
 }
