@@ -314,7 +314,10 @@ def fit(
     steps_per_epoch = len(batch_bounds(len(train), config.batch_size, dist.world))
     optimizer, scheduler = make_optimizer(model, schedule, steps_per_epoch * epochs)
     result = FitResult(history=list(before), epochs=len(before) + epochs)
-    best_f1, start_epoch = -1.0, len(before) + 1  # the second phase's best is the best of its own epochs
+    best_f1, start_epoch = -1.0, len(before) + 1
+    if before:  # the first phase's best model stands unless a self-trained epoch validates as well
+        best_f1 = max(row.get("val_f1", -1.0) for row in before)
+        result.best_epoch = next(row["epoch"] for row in before if row.get("val_f1", -1.0) == best_f1)
     if resume is not None:
         result.history, result.best_epoch, best_f1, start_epoch = restore_training(resume, model, optimizer, scheduler)
     runner = model
@@ -342,7 +345,8 @@ def fit(
         }
         result.history.append(row)
         current_f1 = row.get("val_f1", row["train_acc"])  # no validation: the latest is the best
-        improved = current_f1 > best_f1 or val_tensors is None
+        tie_to_later = pseudo is not None  # self-trained epochs have met the test set's writers and voices
+        improved = current_f1 > best_f1 or (current_f1 == best_f1 and tie_to_later) or val_tensors is None
         if improved:
             best_f1, result.best_epoch = current_f1, epoch
         if dist.is_main:
