@@ -7,6 +7,7 @@ with them (docs/benchmarks.md). No test label is read: only x_test_wr.npy and x_
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +15,9 @@ import numpy as np
 import torch
 
 from mmdigits.config import SELF_TRAIN_CONFIDENCE
-from mmdigits.data import Split
-from mmdigits.inference import probabilities
+from mmdigits.data import TEST_AUDIO, TEST_IMAGE, Split
+from mmdigits.errors import DataWarning
+from mmdigits.inference import probabilities, unlike_training
 from mmdigits.runtime import SINGLE, Distributed
 
 
@@ -49,7 +51,10 @@ def label_confident(
 ) -> PseudoLabels:
     """The test pairs whose calibrated probability of the model's answer is >= SELF_TRAIN_CONFIDENCE.
     Under torchrun the ranks average their probabilities first, so that every rank picks the same
-    pairs: a rank with one batch more than the others would wait for them for ever."""
+    pairs: a rank with one batch more than the others would wait for them for ever. Test files in
+    other units than the training files are named in a warning, as `predict` names them."""
+    for line in unlike_training(model, test.image, test.audio, (TEST_IMAGE, TEST_AUDIO)):
+        warnings.warn(line, DataWarning, stacklevel=2)
     model.eval()
     found = dist.all_sum(probabilities(model, test.image, test.audio, device, bf16).to(device)).cpu() / dist.world
     confidence, digits = found.max(dim=1)

@@ -427,6 +427,15 @@ def test_self_train_resumes_its_second_phase_exactly(tiny_data, tmp_path, monkey
     assert "the run has trained all its 8 epochs" in done.stderr
 
 
+def test_self_train_warns_of_test_files_in_other_units(tiny_data, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(tiny_data, data)
+    np.save(data / "x_test_sp.npy", np.load(data / "x_test_sp.npy") * 100)  # unscaled MFCC beside scaled ones
+    result = run_cli("train", "--data", data, "--model", FAST_MODEL, "--epochs", "1", "--self-train", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "warning: x_test_sp.npy: the audio is unlike the model's training data" in result.stderr
+
+
 def test_self_train_refuses_before_training_without_the_test_files_or_a_validation_split(tiny_data, tmp_path):
     data, out = without(tiny_data, "x_test_sp.npy", tmp_path / "data"), tmp_path / "run"
     result = run_cli("train", "--data", data, "--model", FAST_MODEL, "--epochs", "1", "--self-train", "--out", out)
