@@ -178,6 +178,10 @@ class TrainConfig:
         """The epochs --self-train adds after the run's own (resolved) epochs; 0 without it."""
         return math.ceil(self.epochs * SELF_TRAIN_EPOCHS) if self.self_train else 0
 
+    def out_of_patience(self, epoch: int, best_epoch: int) -> bool:
+        """--patience: the run ends after `epoch` when no epoch since `best_epoch` validated better."""
+        return bool(self.patience) and epoch - best_epoch >= self.patience
+
     def model_overrides(self) -> dict[str, Any]:
         """Model arguments the CLI can change; they are stored in the checkpoint's model_kwargs."""
         return {"rank": self.rank, "width": self.width}

@@ -320,6 +320,8 @@ def fit(
         result.best_epoch = next(row["epoch"] for row in before if row.get("val_f1", -1.0) == best_f1)
     if resume is not None:
         result.history, result.best_epoch, best_f1, start_epoch = restore_training(resume, model, optimizer, scheduler)
+        # a first phase that --patience ended, resumed for its --self-train phase: nothing more to train
+        result.stopped_early = config.out_of_patience(start_epoch - 1, result.best_epoch)
     runner = model
     if dist.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
@@ -328,7 +330,8 @@ def fit(
         runner = torch.compile(runner, mode="reduce-overhead" if device.type == "cuda" and not dist.enabled else None)
     capture = capture_cuda_graph if config.cuda_graph else None
     step = TrainStep(model, optimizer, train_tensors, config, bf16, dist, runner, capture)
-    for epoch in range(start_epoch, result.epochs + 1):
+    last_epoch = start_epoch - 1 if result.stopped_early else result.epochs
+    for epoch in range(start_epoch, last_epoch + 1):
         if stop_agreed(stop, dist, device):
             raise RunStopped(out, stop.signal_name or "another rank")
         started = time.perf_counter()
@@ -353,7 +356,7 @@ def fit(
             save_epoch(out, model, config, optimizer, scheduler, result, best_f1, improved, pseudo)
             if on_epoch is not None:
                 on_epoch(row, result)
-        if config.patience and epoch - result.best_epoch >= config.patience:
+        if config.out_of_patience(epoch, result.best_epoch):
             result.stopped_early = True
             break
     if val_tensors is not None and dist.is_main:

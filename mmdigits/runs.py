@@ -77,7 +77,7 @@ def plan_run(
     if resume is not None:
         payload = load_resume(resume)
         recorded = TrainConfig.from_dict(payload["config"])
-        return resumed_config(recorded, payload["epoch"], resume, config, given), payload
+        return resumed_config(recorded, payload, resume, config, given), payload
     out = Path(config.out)
     hint = f", --resume {out / 'last.pth'} to continue it" if (out / "last.pth").exists() else ""
     refuse_overwrite(out, RUN_FILES, overwrite, "a trained run", hint)
@@ -85,7 +85,7 @@ def plan_run(
 
 
 def resumed_config(
-    recorded: TrainConfig, epoch: int, resume: Path, config: TrainConfig, given: frozenset[str]
+    recorded: TrainConfig, payload: dict[str, Any], resume: Path, config: TrainConfig, given: frozenset[str]
 ) -> TrainConfig:
     """--resume continues a run in the folder of the last.pth it reads, which may have been moved or
     copied since (its config then names another folder, perhaps another run's), with the options it
@@ -107,12 +107,29 @@ def resumed_config(
             f"--resume continues {folder} with the options it started with ({folder / 'config.json'}); "
             f"{flags} cannot change, only --data and --device: start a new run to train otherwise"
         )
-    if epoch >= recorded.epochs + recorded.self_train_epochs():
-        raise UsageError(
-            f"--resume {resume}: the run has trained all its {epoch} epochs; its model is {folder / 'best.pth'}"
-        )
+    ended = why_ended(recorded, payload)
+    if ended:
+        raise UsageError(f"--resume {resume}: {ended}; its model is {folder / 'best.pth'}")
     moved = {name: getattr(config, name) for name in given if name in RESUMABLE_ELSEWHERE}
     return replace(recorded, out=str(folder), cuda_graph=None if recorded.cuda_graph else False, **moved)
+
+
+def why_ended(recorded: TrainConfig, payload: dict[str, Any]) -> str:
+    """Why the run of a last.pth has no epoch left ("" while it has): it trained them all, or
+    --patience ended it. A --self-train run's second phase follows its first however that ended,
+    and has its own count of epochs after the first phase's last."""
+    epoch, labelled = payload["epoch"], payload.get("pseudo_labels")
+    if recorded.self_train and labelled is None:
+        return ""  # the self-training phase is still to come
+    total = labelled["after_epoch"] + recorded.self_train_epochs() if labelled else recorded.epochs
+    if epoch >= total:
+        return f"the run has trained all its {epoch} epochs"
+    if recorded.out_of_patience(epoch, payload["best_epoch"]):
+        return (
+            f"--patience {recorded.patience} ended the run after epoch {epoch} (no better validation macro-F1 "
+            f"since epoch {payload['best_epoch']})"
+        )
+    return ""
 
 
 def refuse_other_data(model: MultimodalNet, train: Split, recorded: dict[str, Any], data: str) -> None:
@@ -129,7 +146,13 @@ def refuse_other_data(model: MultimodalNet, train: Split, recorded: dict[str, An
         )
 
 
-def log_calibration(result: FitResult, log: Callable[[str], None]) -> None:
+def log_fit_end(result: FitResult, config: TrainConfig, log: Callable[[str], None]) -> None:
+    """How a phase of training ended: early, by --patience, and the temperature fitted afterwards."""
+    if result.stopped_early:
+        log(
+            f"stopped early after epoch {result.history[-1]['epoch']}: no better validation macro-F1 in "
+            f"--patience {config.patience} epochs since epoch {result.best_epoch}"
+        )
     if result.calibration:
         found = result.calibration
         log(
@@ -220,7 +243,7 @@ def train_run(
         second_phase = resume is not None and "pseudo_labels" in resume
         if not second_phase:
             result = fit(model, train, val, config, device, resume, after_epoch, on_batch, dist, stop)
-            log_calibration(result, log)
+            log_fit_end(result, config, log)
         if test is not None:
             if second_phase:
                 pseudo = PseudoLabels.recorded(resume)
@@ -235,7 +258,7 @@ def train_run(
             both = with_pseudo_labels(train, test, pseudo)
             resumed = resume if second_phase else None
             result = fit(model, both, val, config, device, resumed, after_epoch, on_batch, dist, stop, pseudo)
-            log_calibration(result, log)
+            log_fit_end(result, config, log)
         if dist.enabled:  # leave together: a rank that tears down its group while rank 0 still
             torch.distributed.barrier()  # writes the last files can abort (seen with Gloo)
     finally:

@@ -427,6 +427,64 @@ def test_self_train_resumes_its_second_phase_exactly(tiny_data, tmp_path, monkey
     assert "the run has trained all its 8 epochs" in done.stderr
 
 
+def never_better(monkeypatch) -> None:
+    """Every epoch validates alike: --patience P ends a run after epoch 1 + P (a tie is no improvement,
+    except in --self-train's second phase)."""
+    scores = {"loss": 1.0, "accuracy": 0.5, "macro_f1": 0.5}
+    monkeypatch.setattr("mmdigits.engine.evaluate", lambda *args, **kwargs: scores)
+
+
+def test_resume_refuses_a_run_that_patience_ended(tiny_data, tmp_path, monkeypatch):
+    never_better(monkeypatch)
+    out = tmp_path / "run"
+    options = ["--data", tiny_data, "--model", FAST_MODEL, "--epochs", "6", "--patience", "2", "--out", out]
+    result = run_cli("train", *options)
+    assert result.exit_code == 0, result.output
+    assert "stopped early after epoch 3: no better validation macro-F1 in --patience 2 epochs since epoch 1" in (
+        result.stderr
+    )
+    assert len(pd.read_csv(out / "metrics.csv")) == 3
+    before = (out / "last.pth").read_bytes()
+    resumed = run_cli("train", "--resume", out / "last.pth")
+    assert resumed.exit_code == 2
+    assert resumed.stderr.strip() == (
+        f"Error: --resume {out / 'last.pth'}: --patience 2 ended the run after epoch 3 (no better validation "
+        f"macro-F1 since epoch 1); its model is {out / 'best.pth'}"
+    )
+    assert (out / "last.pth").read_bytes() == before
+
+
+def test_self_train_after_patience_resumes_into_its_second_phase(tiny_data, tmp_path, monkeypatch):
+    """--patience ends the first phase after epoch 3 of 10; the second phase's 2 epochs follow. Stopped
+    right at that end, --resume goes on to the second phase (no more first-phase epochs), as the
+    straight run did; once both are done, it says so."""
+    from mmdigits.config import TrainConfig
+    from mmdigits.runs import train_run
+
+    never_better(monkeypatch)
+    monkeypatch.setattr("mmdigits.selftraining.SELF_TRAIN_CONFIDENCE", 0.0)
+    options = ["--data", tiny_data, "--model", FAST_MODEL, "--epochs", "10", "--seed", "5", "--patience", "2"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert run_cli("train", *options, "--self-train", "--out", straight).exit_code == 0
+    assert list(pd.read_csv(straight / "metrics.csv")["epoch"]) == [1, 2, 3, 4, 5]
+
+    def stop_at_patience(row, result):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    config = TrainConfig(
+        data=str(tiny_data), model=FAST_MODEL, epochs=10, seed=5, patience=2, self_train=True, out=str(stopped)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, on_epoch=stop_at_patience)
+    result = run_cli("train", "--resume", stopped / "last.pth")
+    assert result.exit_code == 0, result.output
+    assert_same_training(straight, stopped)
+    done = run_cli("train", "--resume", stopped / "last.pth")
+    assert done.exit_code == 2
+    assert "the run has trained all its 5 epochs" in done.stderr
+
+
 def test_self_train_warns_of_test_files_in_other_units(tiny_data, tmp_path):
     data, out = tmp_path / "data", tmp_path / "run"
     shutil.copytree(tiny_data, data)
