@@ -2,8 +2,8 @@
 # The GPU figures of docs/benchmarks.md in one go: wall time and test accuracy of `mmdigits train`
 # at 60,000 pairs x 20 epochs (the defaults, which on one GPU record the step as a CUDA graph and
 # warm the GPU up while the data loads: two seeds, then every registered model recorded once,
-# without the warm-up, 1-GPU torchrun, without the graph, with the seconds of each piece of the run
-# from tools/trace_run.py),
+# 1-GPU torchrun, with --self-train, without the warm-up, without the graph, with the seconds of
+# each piece of the run from tools/trace_run.py),
 # `mmdigits bench --device cuda` with and without the graph, the pieces outside the steps beside
 # their alternatives (tools/gpu_pieces.py), the GPU recipe against the CPU recipe
 # on a foreign-profile set (batch 512 and the automatic epochs), then --compile cold and warm and
@@ -74,6 +74,8 @@ timeout 90 python3 tools/gpu_pieces.py "$work/S" "$work/pieces" 2>>"$log" | tee 
 note "gpu_pieces rc=${PIPESTATUS[0]}"
 TRAIN=(torchrun --standalone --nproc-per-node=1 -m mmdigits)           # one process: a plain run, so it
 train torchrun20 120 "$work/S" --epochs "$epochs"                        # records the step too
+TRAIN=(python3 -m mmdigits)                                              # --self-train records its second
+train selftrain20 150 "$work/S" --epochs "$epochs" --self-train          # phase's step again (untried on a GPU)
 TRAIN=(python3 tools/cold_start.py)                                      # no warm-up thread: what it saves
 train cold20 120 "$work/S" --epochs "$epochs"
 TRAIN=(python3 tools/trace_run.py)
