@@ -332,17 +332,22 @@ def test_same_seed_gives_identical_metrics_and_submission(tiny_data, tmp_path):
     assert outputs[0][1] == outputs[1][1]
 
 
-def train_first_of_two_epochs(data: Path, out: Path, **options) -> Path:
-    """A run stopped as by Ctrl-C right after its first of two epochs was saved; returns its last.pth."""
+def stop_after_epoch(epoch: int, **options) -> None:
+    """Train (train_run, as the CLI does) until `epoch` is saved, then stop as Ctrl-C does."""
     from mmdigits.config import TrainConfig
     from mmdigits.runs import train_run
 
-    def stop_after_first(row, result):
-        raise KeyboardInterrupt
+    def stop(row, result):
+        if row["epoch"] == epoch:
+            raise KeyboardInterrupt
 
-    config = TrainConfig(data=str(data), model=FAST_MODEL, epochs=2, seed=5, out=str(out), **options)
     with pytest.raises(KeyboardInterrupt):
-        train_run(config, on_epoch=stop_after_first)
+        train_run(TrainConfig(**options), on_epoch=stop)
+
+
+def train_first_of_two_epochs(data: Path, out: Path, **options) -> Path:
+    """A run stopped as by Ctrl-C right after its first of two epochs was saved; returns its last.pth."""
+    stop_after_epoch(1, data=str(data), model=FAST_MODEL, epochs=2, seed=5, out=str(out), **options)
     assert torch.load(out / "last.pth", weights_only=True)["epoch"] == 1
     return out / "last.pth"
 
@@ -357,6 +362,16 @@ def assert_same_training(expected: Path, found: Path) -> None:
         pd.read_csv(expected / "metrics.csv").drop(columns=columns),
         pd.read_csv(found / "metrics.csv").drop(columns=columns),
     )
+
+
+def resume_to_the_end(straight: Path, stopped: Path, epochs: int) -> None:
+    """--resume finishes the stopped run as the straight run went; a second --resume has nothing left."""
+    result = run_cli("train", "--resume", stopped / "last.pth")
+    assert result.exit_code == 0, result.output
+    assert_same_training(straight, stopped)
+    done = run_cli("train", "--resume", stopped / "last.pth")
+    assert done.exit_code == 2
+    assert f"the run has trained all its {epochs} epochs" in done.stderr
 
 
 def test_resume_replays_the_same_training(tiny_data, tmp_path):
@@ -401,30 +416,15 @@ def test_self_train_adds_the_test_pairs_it_is_sure_of_for_a_fifth_more_epochs(ti
 def test_self_train_resumes_its_second_phase_exactly(tiny_data, tmp_path, monkeypatch):
     """6 epochs + 2 of self-training straight == stopped after the first of those 2, then --resume:
     the resumed run trains on the test pairs the first run labelled, read back from last.pth."""
-    from mmdigits.config import TrainConfig
-    from mmdigits.runs import train_run
-
     monkeypatch.setattr("mmdigits.selftraining.SELF_TRAIN_CONFIDENCE", 0.5)
     options = ["--data", tiny_data, "--model", FAST_MODEL, "--epochs", "6", "--seed", "5", "--self-train"]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert run_cli("train", *options, "--out", straight).exit_code == 0
     chosen = torch.load(straight / "last.pth", weights_only=True)["pseudo_labels"]["rows"]
     assert 0 < len(chosen) < 40  # some pairs, not all: which ones matters
-
-    def stop_in_second_phase(row, result):
-        if row["epoch"] == 7:
-            raise KeyboardInterrupt
-
-    config = TrainConfig(data=str(tiny_data), model=FAST_MODEL, epochs=6, seed=5, self_train=True, out=str(stopped))
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config, on_epoch=stop_in_second_phase)
+    stop_after_epoch(7, data=str(tiny_data), model=FAST_MODEL, epochs=6, seed=5, self_train=True, out=str(stopped))
     monkeypatch.setattr("mmdigits.selftraining.SELF_TRAIN_CONFIDENCE", 1.1)  # labelling again would choose none
-    result = run_cli("train", "--resume", stopped / "last.pth")
-    assert result.exit_code == 0, result.output
-    assert_same_training(straight, stopped)
-    done = run_cli("train", "--resume", stopped / "last.pth")
-    assert done.exit_code == 2
-    assert "the run has trained all its 8 epochs" in done.stderr
+    resume_to_the_end(straight, stopped, 8)
 
 
 def never_better(monkeypatch) -> None:
@@ -458,31 +458,15 @@ def test_self_train_after_patience_resumes_into_its_second_phase(tiny_data, tmp_
     """--patience ends the first phase after epoch 3 of 10; the second phase's 2 epochs follow. Stopped
     right at that end, --resume goes on to the second phase (no more first-phase epochs), as the
     straight run did; once both are done, it says so."""
-    from mmdigits.config import TrainConfig
-    from mmdigits.runs import train_run
-
     never_better(monkeypatch)
     monkeypatch.setattr("mmdigits.selftraining.SELF_TRAIN_CONFIDENCE", 0.0)
     options = ["--data", tiny_data, "--model", FAST_MODEL, "--epochs", "10", "--seed", "5", "--patience", "2"]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert run_cli("train", *options, "--self-train", "--out", straight).exit_code == 0
     assert list(pd.read_csv(straight / "metrics.csv")["epoch"]) == [1, 2, 3, 4, 5]
-
-    def stop_at_patience(row, result):
-        if row["epoch"] == 3:
-            raise KeyboardInterrupt
-
-    config = TrainConfig(
-        data=str(tiny_data), model=FAST_MODEL, epochs=10, seed=5, patience=2, self_train=True, out=str(stopped)
-    )
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config, on_epoch=stop_at_patience)
-    result = run_cli("train", "--resume", stopped / "last.pth")
-    assert result.exit_code == 0, result.output
-    assert_same_training(straight, stopped)
-    done = run_cli("train", "--resume", stopped / "last.pth")
-    assert done.exit_code == 2
-    assert "the run has trained all its 5 epochs" in done.stderr
+    recipe = {"model": FAST_MODEL, "epochs": 10, "seed": 5, "patience": 2, "self_train": True}
+    stop_after_epoch(3, data=str(tiny_data), out=str(stopped), **recipe)
+    resume_to_the_end(straight, stopped, 5)
 
 
 def test_self_train_warns_of_test_files_in_other_units(tiny_data, tmp_path):
