@@ -250,15 +250,21 @@ def train_run(
             else:
                 bf16 = use_bf16(config.precision, device)
                 pseudo = label_confident(model, test, device, bf16, result.history, dist)
-            log(
-                f"self-training: {len(pseudo.rows)} of {len(test)} test pairs labelled with >= "
-                f"{SELF_TRAIN_CONFIDENCE:.0%} confidence join the {len(train)} training pairs for "
-                f"{config.self_train_epochs()} more epoch{'s' * (config.self_train_epochs() != 1)}"
-            )
-            both = with_pseudo_labels(train, test, pseudo)
-            resumed = resume if second_phase else None
-            result = fit(model, both, val, config, device, resumed, after_epoch, on_batch, dist, stop, pseudo)
-            log_fit_end(result, config, log)
+            if len(pseudo.rows):
+                log(
+                    f"self-training: {len(pseudo.rows)} of {len(test)} test pairs labelled with >= "
+                    f"{SELF_TRAIN_CONFIDENCE:.0%} confidence join the {len(train)} training pairs for "
+                    f"{config.self_train_epochs()} more epoch{'s' * (config.self_train_epochs() != 1)}"
+                )
+                both = with_pseudo_labels(train, test, pseudo)
+                resumed = resume if second_phase else None
+                result = fit(model, both, val, config, device, resumed, after_epoch, on_batch, dist, stop, pseudo)
+                log_fit_end(result, config, log)
+            else:  # more epochs on the training pairs alone would be another, longer run, not self-training
+                log(
+                    f"self-training: none of the {len(test)} test pairs reached {SELF_TRAIN_CONFIDENCE:.0%} "
+                    "confidence, so none joins training and there is no second phase; the first phase's model stands"
+                )
         if dist.enabled:  # leave together: a rank that tears down its group while rank 0 still
             torch.distributed.barrier()  # writes the last files can abort (seen with Gloo)
     finally:

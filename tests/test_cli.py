@@ -416,6 +416,22 @@ def test_self_train_adds_the_test_pairs_it_is_sure_of_for_a_fifth_more_epochs(ti
     assert torch.load(out / "best.pth", weights_only=True)["epoch"] == expected
 
 
+def test_self_train_with_no_test_pair_it_is_sure_of_says_so_and_trains_no_second_phase(
+    tiny_data, tmp_path, monkeypatch
+):
+    """More epochs on the training pairs alone would be a longer run, not self-training."""
+    monkeypatch.setattr("mmdigits.selftraining.SELF_TRAIN_CONFIDENCE", 1.1)  # no probability reaches it
+    out = tmp_path / "run"
+    result = run_cli("train", "--data", tiny_data, "--model", FAST_MODEL, "--epochs", "3", "--self-train", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert (
+        "self-training: none of the 40 test pairs reached 99% confidence, so none joins training and there is "
+        "no second phase; the first phase's model stands\n"
+    ) in result.stderr
+    assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == [1, 2, 3]
+    assert "pseudo_labels" not in torch.load(out / "last.pth", weights_only=True)
+
+
 def scripted_validation(monkeypatch, macro_f1: Iterable[float]) -> None:
     """Epoch k validates with macro-F1 macro_f1[k - 1]."""
     scores = iter(macro_f1)
