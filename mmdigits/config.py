@@ -12,7 +12,7 @@ from mmdigits.errors import UsageError, kind_of_file
 
 DEFAULT_MODEL = "cnn_transformer_attention"
 AUTO_STEPS = 2800  # optimiser steps the automatic schedule gives a small data set
-AUTO_EPOCHS = (15, 40)  # ... within these epochs
+AUTO_EPOCHS = (15, 80)  # ... within these epochs
 AUTO_BATCH = (32, 256)  # batch sizes the automatic schedule picks from (powers of two)
 AUTO_STEPS_PER_EPOCH = 70  # ... the one nearest to this many steps an epoch
 AUTO_LR = 3e-3  # peak learning rate up to batch 256; larger batches scale it by sqrt(batch / 256)
@@ -47,7 +47,7 @@ class TrainConfig:
     model: str = option(DEFAULT_MODEL, "Registered model name; see `mmdigits models`.", DATA)
     out: str = option("", "Run folder (default: runs/<model>).", DATA, "<path>")
     epochs: int = option(
-        0, "Passes over the training split; 0: auto (about 2,800 optimiser steps in 15-40 epochs).", FIT
+        0, "Passes over the training split; 0: auto (about 2,800 optimiser steps in 15-80 epochs).", FIT
     )
     batch_size: int = option(
         0,

@@ -46,7 +46,15 @@ def test_nan_loss_is_one_line_on_the_cli(tiny_data, tmp_path):
 
 @pytest.mark.parametrize(
     ("pairs", "batch", "epochs", "gpu_batch"),
-    [(160, 32, 40, 32), (4480, 64, 40, 64), (12800, 256, 40, 256), (24000, 256, 31, 512), (48000, 256, 15, 1024)],
+    [
+        (160, 32, 80, 32),
+        (1200, 32, 76, 32),
+        (4480, 64, 40, 64),
+        (6400, 128, 56, 128),
+        (12800, 256, 56, 256),
+        (24000, 256, 31, 512),
+        (48000, 256, 15, 1024),
+    ],
 )
 def test_automatic_schedule_gives_small_data_enough_steps(pairs, batch, epochs, gpu_batch):
     config = TrainConfig().resolved(pairs)
