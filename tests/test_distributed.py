@@ -51,18 +51,24 @@ def train_args(data, out):
     ]
 
 
-def test_two_process_gloo_run_matches_one_process(ddp_data, tmp_path):
+# Every test pair joins --self-train's second phase, however sure two short epochs leave the model: the
+# phase (all ranks training on the pairs they chose alike) must run in both runs whatever their draws.
+EVERY_TEST_PAIR = "import mmdigits.selftraining as chosen; chosen.SELF_TRAIN_CONFIDENCE = 0.0\n"
+
+
+def test_two_process_gloo_run_matches_one_process(ddp_data, tmp_path, monkeypatch):
     distributed, single = tmp_path / "ddp", tmp_path / "single"
     environment = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
     environment["OMP_NUM_THREADS"] = "1"
+    entry = tmp_path / "every_test_pair.py"  # python -m mmdigits, with the threshold above
+    entry.write_text(EVERY_TEST_PAIR + "from mmdigits.cli import run\n\nrun()\n")
     command = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
         "--nproc-per-node=2",
-        "-m",
-        "mmdigits",
+        str(entry),
         *train_args(ddp_data, distributed),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
@@ -75,10 +81,11 @@ def test_two_process_gloo_run_matches_one_process(ddp_data, tmp_path):
         "metrics.csv",
     ]
     assert done.stdout.count("best epoch") == 1  # only rank 0 prints
-    assert done.stderr.count("self-training: ") == 1
+    assert done.stderr.count("self-training: 40 of 40 test pairs labelled") == 1
     state = torch.load(distributed / "best.pth", weights_only=True)["state_dict"]
     assert not any(key.startswith("module.") for key in state)
 
+    monkeypatch.setattr("mmdigits.selftraining.SELF_TRAIN_CONFIDENCE", 0.0)
     assert run_cli(*train_args(ddp_data, single)).exit_code == 0
     ddp_metrics, single_metrics = pd.read_csv(distributed / "metrics.csv"), pd.read_csv(single / "metrics.csv")
     assert len(ddp_metrics) == len(single_metrics) == 3
