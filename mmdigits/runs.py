@@ -239,6 +239,7 @@ def train_run(
 
     if warming is not None:
         warming.join()
+    finished = False
     try:
         second_phase = resume is not None and "pseudo_labels" in resume
         if not second_phase:
@@ -265,11 +266,9 @@ def train_run(
                     f"self-training: none of the {len(test)} test pairs reached {SELF_TRAIN_CONFIDENCE:.0%} "
                     "confidence, so none joins training and there is no second phase; the first phase's model stands"
                 )
-        if dist.enabled:  # leave together: a rank that tears down its group while rank 0 still
-            torch.distributed.barrier()  # writes the last files can abort (seen with Gloo)
+        finished = True
     finally:
         if history:  # drawn once, not every epoch: a plot costs more than a GPU epoch
             plot_curves(out / "loss_acc.png", history, f"{config.model}: training curves")
-        if dist.enabled:
-            torch.distributed.destroy_process_group()
+        dist.leave(together=finished)  # after the curves, rank 0's last file
     return RunSummary(out, result, parameters, len(train), len(val) if val else 0, n_groups, dist.is_main)

@@ -196,6 +196,16 @@ class Distributed:
             torch.distributed.all_reduce(tensor)
         return tensor
 
+    def leave(self, together: bool) -> None:
+        """Destroy the process group (a no-op for a single process). `together`: first wait for every
+        rank, so that none leaves while rank 0 still writes its last files. Not after a failure, when
+        the other ranks may never come."""
+        if not self.enabled:
+            return
+        if together:
+            torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
 
 SINGLE = Distributed()
 
@@ -213,5 +223,8 @@ def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
     else:
         device, backend = torch.device("cpu"), "gloo"
     if not torch.distributed.is_initialized():
+        # torch._dynamo first: imported once a group exists, it keeps the group alive past destroy_process_group,
+        # and Gloo's threads with it until the process exits, which then aborts about one time in 200 (torch 2.13)
+        importlib.import_module("torch._dynamo")
         torch.distributed.init_process_group(backend)
     return Distributed(rank, world, local_rank), device

@@ -17,7 +17,9 @@ from conftest import FAST_MODEL, run_cli
 from mmdigits.config import TrainConfig
 from mmdigits.errors import UsageError
 from mmdigits.profiles import make_dataset
-from mmdigits.runtime import init_distributed
+from mmdigits.runs import train_run
+from mmdigits.runtime import Distributed, init_distributed
+from mmdigits.stopping import RunStopped, StopRequest
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +58,32 @@ def train_args(data, out):
 EVERY_TEST_PAIR = "import mmdigits.selftraining as chosen; chosen.SELF_TRAIN_CONFIDENCE = 0.0\n"
 
 
+# Each worker says, as it exits, how many of Gloo's threads still run. A group that torch._dynamo was first
+# imported into outlives destroy_process_group with its threads (torch 2.13), and about one exit in 200
+# then aborted ("terminate called without an active exception") after the run's last file was written.
+GLOO_THREADS_AT_EXIT = """
+import atexit, os, sys
+
+def gloo_threads() -> None:
+    names = [open(f"/proc/self/task/{task}/comm").read() for task in os.listdir("/proc/self/task")]
+    print(f"gloo threads at exit: {sum('gloo' in name for name in names)}", file=sys.stderr)
+
+if os.path.isdir("/proc/self/task"):  # Linux
+    atexit.register(gloo_threads)
+"""
+
+
+def torchrun_environment() -> dict[str, str]:
+    """This process's environment for a torchrun job of its own: one thread a worker, and every thread's
+    Python stack printed if a worker dies of a signal, so that a rare crash names where it happened."""
+    environment = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
+    return environment | {"OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+
+
 def test_two_process_gloo_run_matches_one_process(ddp_data, tmp_path, monkeypatch):
     distributed, single = tmp_path / "ddp", tmp_path / "single"
-    environment = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
-    environment["OMP_NUM_THREADS"] = "1"
     entry = tmp_path / "every_test_pair.py"  # python -m mmdigits, with the threshold above
-    entry.write_text(EVERY_TEST_PAIR + "from mmdigits.cli import run\n\nrun()\n")
+    entry.write_text(EVERY_TEST_PAIR + GLOO_THREADS_AT_EXIT + "from mmdigits.cli import run\n\nrun()\n")
     command = [
         sys.executable,
         "-m",
@@ -71,8 +93,8 @@ def test_two_process_gloo_run_matches_one_process(ddp_data, tmp_path, monkeypatc
         str(entry),
         *train_args(ddp_data, distributed),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=torchrun_environment())
+    assert done.returncode == 0, done.stderr[-6000:]
     assert sorted(path.name for path in distributed.iterdir()) == [
         "best.pth",
         "config.json",
@@ -81,6 +103,8 @@ def test_two_process_gloo_run_matches_one_process(ddp_data, tmp_path, monkeypatc
         "metrics.csv",
     ]
     assert done.stdout.count("best epoch") == 1  # only rank 0 prints
+    if sys.platform == "linux":  # each rank has left its group whole: no Gloo thread outlives it
+        assert done.stderr.count("gloo threads at exit: 0") == 2, done.stderr[-3000:]
     assert done.stderr.count("self-training: 40 of 40 test pairs labelled") == 1
     state = torch.load(distributed / "best.pth", weights_only=True)["state_dict"]
     assert not any(key.startswith("module.") for key in state)
@@ -105,12 +129,11 @@ def test_ctrl_c_on_a_torchrun_job_stops_every_rank_with_last_checkpoint(ddp_data
     them again: the copy must not make the workers quit at once. They stop together at the end of
     an epoch, keep last.pth and one of them prints the resume command."""
     out, log = tmp_path / "ddp", tmp_path / "stderr.log"
-    environment = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                "-m", "mmdigits", *train_args(ddp_data, out), "--epochs", "500"]  # fmt: skip
     with open(log, "w") as stderr:
         job = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=stderr, env={**environment, "OMP_NUM_THREADS": "1"},
+            command, stdout=subprocess.DEVNULL, stderr=stderr, env=torchrun_environment(),
             start_new_session=True,  # its own process group, as a terminal gives a foreground job
         )  # fmt: skip
     try:
@@ -140,3 +163,19 @@ def test_a_one_process_torchrun_job_is_a_plain_run_that_may_record_the_step(monk
     recorded.check_place("cuda", dist.enabled)  # allowed
     with pytest.raises(UsageError, match="one of several torchrun processes"):
         recorded.check_place("cuda", distributed=True)
+
+
+def test_ranks_leave_together_after_the_last_file_and_at_once_after_a_failure(tiny_data, tmp_path, monkeypatch):
+    """The barrier before leaving the group comes after rank 0 draws the curves, its last file: a rank
+    must not tear its group down while rank 0 still writes. A stopped run leaves without it."""
+    calls = []
+    monkeypatch.setattr("mmdigits.runs.plot_curves", lambda path, *rest: calls.append(f"curves {path.name}"))
+    monkeypatch.setattr(Distributed, "leave", lambda self, together: calls.append(f"leave together={together}"))
+    config = TrainConfig(data=str(tiny_data), model=FAST_MODEL, epochs=1, out=str(tmp_path / "run"), device="cpu")
+    train_run(config)
+    assert calls == ["curves loss_acc.png", "leave together=True"]
+
+    calls.clear()
+    with pytest.raises(RunStopped):
+        train_run(config, stop=StopRequest("SIGTERM"))
+    assert calls == ["leave together=False"]  # stopped before an epoch: no curves, and no waiting for the others
