@@ -1,5 +1,5 @@
 """Does the model use both inputs, and does it survive when one is bad? Ablations, conditional
-utilisation rates, noise-robustness curves, calibration and an error gallery."""
+utilisation rates, each head scored alone, noise-robustness curves, calibration and an error gallery."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from mmdigits import augment
 from mmdigits.artifacts import pyplot, save_figure
@@ -45,6 +46,38 @@ def utilisation(ablated: dict[str, float]) -> dict[str, float]:
     u_audio = (both - ablated["audio mean-filled"]) / both
     u_image = (both - ablated["image mean-filled"]) / both
     return {"u(audio|image)": u_audio, "u(image|audio)": u_image, "difference": u_audio - u_image}
+
+
+HEAD_NAMES = {"image": "image expert", "audio": "audio expert", "fusion": "fusion head alone"}
+
+
+class OneHead(nn.Module):
+    """One head of a bimodal model as a model of its own, so that the one inference path scores it."""
+
+    def __init__(self, model: MultimodalNet, head: str) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return self.model.head_logits(image, audio)[self.head]
+
+
+def head_predictions(model: MultimodalNet, split: Split, device: torch.device) -> dict[str, np.ndarray]:
+    """Each head's own answers: the image and audio experts (trained beside the fused head, and in
+    the registered models the two votes the fused head's log-odds are added to) and the fusion head."""
+    return {
+        name: probabilities(OneHead(model, head), split.image, split.audio, device).argmax(dim=1).numpy()
+        for head, name in HEAD_NAMES.items()
+    }
+
+
+def accuracy_by_condition(predictions: np.ndarray, labels: np.ndarray, conditions: np.ndarray | None) -> dict:
+    """Accuracy on all pairs, then on each noise condition's pairs when they are known."""
+    right = predictions == labels
+    found = {"all pairs": float(np.mean(right))}
+    for name in sorted(set(conditions), key=str) if conditions is not None else []:
+        found[str(name)] = float(np.mean(right[conditions == name]))
+    return found
 
 
 def robustness(model: MultimodalNet, split: Split, device: torch.device, seed: int = 0) -> dict[str, list[float]]:

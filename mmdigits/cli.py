@@ -198,7 +198,7 @@ def analyze(
     device: opt.Device = "auto",
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """Ablations, modality utilisation, noise robustness, calibration, errors: does fusion pay?"""
+    """Ablations, modality utilisation, each head alone, noise robustness, calibration, errors: does fusion pay?"""
     found = lib.reports.analyze_report(
         checkpoint, data, labels, image_model, audio_model, out, device, overwrite, console.print
     )

@@ -94,8 +94,8 @@ def analyze_report(
     overwrite: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> Analysis:
-    """Ablations, utilisation, robustness curves, calibration, errors, and (given both unimodal
-    checkpoints) how often fusion is wrong where a single modality is right."""
+    """Ablations, utilisation, each head alone, robustness curves, calibration, errors, and (given
+    both unimodal checkpoints) how often fusion is wrong where a single modality is right."""
     if (image_model is None) != (audio_model is None):
         raise UsageError("--image-model and --audio-model go together")
     refuse_overwrite(out, ANALYZE_FILES, overwrite, "an analysis")
@@ -124,6 +124,11 @@ def analyze_report(
         "ece": ece,
         "warnings": warnings,
     }
+    if model.bimodal:
+        answers = {**analysis.head_predictions(model, pairs, torch_device), "whole model": predictions}
+        findings["heads"] = {
+            name: analysis.accuracy_by_condition(found, pairs.labels, conditions) for name, found in answers.items()
+        }
     if image_model is not None and audio_model is not None:
         single = [load_model(path, torch_device)[0] for path in (image_model, audio_model)]
         image_only, audio_only = (probabilities(m, pairs.image, pairs.audio, torch_device).argmax(1) for m in single)

@@ -65,10 +65,27 @@ def analysis_tables(findings: dict[str, Any]) -> list[Any]:
     for index, level in enumerate(curves["levels"]):
         robustness.add_row(f"{level:.1f}", *(f"{curves[name][index]:.4f}" for name in noisy))
     rates = ", ".join(f"{key} {value:+.4f}" for key, value in findings["utilisation"].items())
-    shown = [ablation, f"conditional utilisation (Wu et al. 2022): {rates}", robustness]
+    shown = [ablation, f"conditional utilisation (Wu et al. 2022): {rates}"]
+    if "heads" in findings:
+        shown.append(heads_table(findings["heads"]))
+    shown.append(robustness)
     shown.append(f"expected calibration error: {findings['ece']:.4f}")
     if "fusion_hurts" in findings:
         shown.append("does fusion hurt? " + ", ".join(f"{k}: {v}" for k, v in findings["fusion_hurts"].items()))
+    return shown
+
+
+def heads_table(heads: dict[str, dict[str, float]]) -> Table:
+    """Accuracy of each head alone and of the whole model, on all pairs and per condition."""
+    columns = list(next(iter(heads.values())))
+    shown = table(
+        "each head alone: the image and audio experts read one input each; the whole model adds their log-odds "
+        "to the fusion head's, which corrects their vote and is no classifier on its own",
+        ("head", *columns),
+        ("head",),
+    )
+    for name, accuracies in heads.items():
+        shown.add_row(name, *(f"{accuracies[column]:.4f}" for column in columns))
     return shown
 
 

@@ -9,9 +9,11 @@ import pytest
 from conftest import run_cli
 
 from mmdigits import embeddings, reporting
-from mmdigits.analysis import fusion_hurts, utilisation
+from mmdigits.analysis import accuracy_by_condition, fusion_hurts, utilisation
+from mmdigits.checkpoint import save_checkpoint
 from mmdigits.embeddings import cluster, cluster_scores, numbered_by_digit, plot_map
 from mmdigits.metrics import expected_calibration_error
+from mmdigits.models import create_model
 
 
 def test_utilisation_rates_follow_wu_et_al():
@@ -31,6 +33,19 @@ def test_fusion_hurts_counts():
     assert counts["fused wrong, audio model right"] == 1
     assert counts["fused wrong, either right"] == 2
     assert counts["fused right, both wrong"] == 1
+
+
+def test_accuracy_by_condition():
+    labels = np.array([0, 1, 2, 3, 4])
+    predictions = np.array([0, 1, 9, 9, 4])
+    conditions = np.array(["clean", "clean", "image_noisy", "image_noisy", "audio_noisy"])
+    assert accuracy_by_condition(predictions, labels, conditions) == {
+        "all pairs": pytest.approx(0.6),
+        "audio_noisy": 1.0,
+        "clean": 1.0,
+        "image_noisy": 0.0,
+    }
+    assert accuracy_by_condition(predictions, labels, None) == {"all pairs": pytest.approx(0.6)}
 
 
 def test_calibration_error():
@@ -65,6 +80,24 @@ def test_analyze_writes_the_report(trained_run, tiny_data, tmp_path):
     for name in ("confusion_matrix.png", "robustness.png", "reliability.png", "errors.png", "per_class.csv"):
         assert (tmp_path / name).is_file()
     assert "u(audio|image)" in result.stdout
+    heads = report["heads"]
+    assert set(heads) == {"image expert", "audio expert", "fusion head alone", "whole model"}
+    assert all(set(found) == {"all pairs", *report["conditions"]} for found in heads.values())
+    assert heads["whole model"]["all pairs"] == pytest.approx(report["overall"]["accuracy"])
+    assert heads["whole model"]["audio_noisy"] == pytest.approx(report["conditions"]["audio_noisy"]["accuracy"])
+    assert "image expert" in result.stdout and "fusion head alone" in result.stdout
+
+
+def test_analyze_a_single_modality_model_has_no_heads_to_compare(tiny_data, tmp_path):
+    """A unimodal model has one head and no experts: the heads table is left out, not a traceback."""
+    model = create_model("cnn_image_only")
+    payload = {"model": model.name, "model_kwargs": model.arguments, "state_dict": model.state_dict()}
+    save_checkpoint(tmp_path / "image.pth", payload)
+    checkpoint, labels = tmp_path / "image.pth", tiny_data / "y_test.csv"
+    result = run_cli("analyze", "-c", checkpoint, "--data", tiny_data, "--labels", labels, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "heads" not in json.loads((tmp_path / "report.json").read_text())
+    assert "image expert" not in result.stdout
 
 
 def test_analyze_on_validation_split_and_bad_pairing(trained_run, tiny_data, tmp_path):

@@ -103,6 +103,28 @@ def test_the_fused_embedding_is_what_the_decision_is_read_from(name):
 
 
 @pytest.mark.parametrize("name", list_models())
+def test_each_expert_reads_one_input_and_the_decision_is_the_heads_vote(name):
+    """`analyze` scores each head alone to say which input carries each condition: the image
+    expert must not change when the audio does, nor the audio expert with the image, and the
+    model's logits must be the heads' log-odds added (the expert vote) over the temperature."""
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    model.temperature.fill_(1.7)
+    image, audio = inputs()
+    other_image, other_audio = inputs(1)
+    with torch.no_grad():
+        heads = model.head_logits(image, audio)
+        if not model.bimodal:
+            assert set(heads) == {"fusion"}
+            torch.testing.assert_close(model(image, audio), heads["fusion"] / 1.7)
+            return
+        torch.testing.assert_close(model(image, audio), sum(heads.values()) / 1.7)
+        torch.testing.assert_close(model.head_logits(image, other_audio)["image"], heads["image"])
+        torch.testing.assert_close(model.head_logits(other_image, audio)["audio"], heads["audio"])
+        assert not torch.allclose(model.head_logits(image, other_audio)["fusion"], heads["fusion"])
+
+
+@pytest.mark.parametrize("name", list_models())
 def test_state_dict_round_trip(name):
     check_round_trip(name)
 

@@ -139,11 +139,23 @@ class MultimodalNet(nn.Module):
             fused, logits = self.fusion(image_tokens, image_embedding, audio_tokens, audio_embedding)
         return image_embedding, audio_embedding, fused, logits
 
+    def head_logits(
+        self, image: torch.Tensor, audio: torch.Tensor, normalised: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Each head's own logits (B, 10), before the vote and the temperature: the fusion head's,
+        and for a bimodal model the image and audio experts', each of which reads one modality."""
+        image_embedding, audio_embedding, _, logits = self._fuse(image, audio, normalised)
+        heads = {"fusion": logits}
+        if self.bimodal:
+            heads |= {"image": self.image_aux(image_embedding), "audio": self.audio_aux(audio_embedding)}
+        return heads
+
     def forward(self, image: torch.Tensor, audio: torch.Tensor, aux: bool = False, normalised: bool = False):
         """Logits (B, 10); with aux=True also the per-modality heads' logits for the training loss.
         normalised=True: the inputs are already z-scores (training augments in those units)."""
-        image_embedding, audio_embedding, _, logits = self._fuse(image, audio, normalised)
-        heads = [self.image_aux(image_embedding), self.audio_aux(audio_embedding)] if self.bimodal else []
+        found = self.head_logits(image, audio, normalised)
+        logits = found["fusion"]
+        heads = [found["image"], found["audio"]] if self.bimodal else []
         if self.expert_vote and heads:
             # Product of experts: each modality's own head adds its log-odds, so a modality whose
             # input is ruined (a flat head) loses its say, and the fused head corrects the rest.
