@@ -12,6 +12,7 @@ from torch import nn
 from mmdigits import augment
 from mmdigits.artifacts import pyplot, save_figure
 from mmdigits.data import Split
+from mmdigits.evaluation import report
 from mmdigits.inference import as_tensor, probabilities
 from mmdigits.metrics import reliability_bins
 from mmdigits.models import MultimodalNet
@@ -73,11 +74,8 @@ def head_predictions(model: MultimodalNet, split: Split, device: torch.device) -
 
 def accuracy_by_condition(predictions: np.ndarray, labels: np.ndarray, conditions: np.ndarray | None) -> dict:
     """Accuracy on all pairs, then on each noise condition's pairs when they are known."""
-    right = predictions == labels
-    found = {"all pairs": float(np.mean(right))}
-    for name in sorted(set(conditions), key=str) if conditions is not None else []:
-        found[str(name)] = float(np.mean(right[conditions == name]))
-    return found
+    scored = report(predictions, labels, conditions)
+    return {"all pairs": scored.overall["accuracy"], **{c: v["accuracy"] for c, v in scored.conditions.items()}}
 
 
 def robustness(model: MultimodalNet, split: Split, device: torch.device, seed: int = 0) -> dict[str, list[float]]:
