@@ -40,7 +40,9 @@ def labelled_pairs(
         if len(table) != len(test):
             raise DataError(f"{labels}: {len(table)} labels, but the test files have {len(test)} rows")
         test.labels = table["label"].to_numpy()
-        conditions = table["condition"].astype(str).to_numpy() if "condition" in table.columns else None
+        conditions = None
+        if "condition" in table.columns:  # an empty cell is NaN, which pandas 3 keeps through astype(str)
+            conditions = table["condition"].fillna("(blank)").astype(str).to_numpy()
         return test, conditions, f"{len(test)} labelled test pairs"
     config = TrainConfig.from_dict({**payload["config"], "data": str(data)})
     _, val, _ = split_for(config, load_train(data))

@@ -215,6 +215,29 @@ def test_evaluate_reports_conditions(trained_run, tiny_data, tmp_path):
     assert (tmp_path / "confusion_matrix.png").is_file()
 
 
+def test_pairs_whose_condition_cell_is_blank_are_reported_as_blank(trained_run, tiny_data, tmp_path):
+    """With pandas 3 these pairs fell out of every condition's row, and a row 'nan' of 0 pairs at
+    accuracy 0 stood in for them."""
+    table = pd.read_csv(tiny_data / "y_test.csv")
+    table.loc[:4, "condition"] = None
+    table.to_csv(tmp_path / "labels.csv", index=False)
+    result = run_cli(
+        "evaluate",
+        "-c",
+        trained_run / "best.pth",
+        "--data",
+        tiny_data,
+        "--labels",
+        tmp_path / "labels.csv",
+        "--out",
+        tmp_path,
+    )
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│")[1:3] for line in result.stdout.splitlines() if line.count("│") == 5]
+    pairs = {name.strip(): int(count) for name, count in rows if count.strip().isdigit()}
+    assert pairs["(blank)"] == 5 and sum(pairs.values()) == len(table) and "nan" not in pairs
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
