@@ -116,10 +116,12 @@ def with_config_options(exclude: tuple[str, ...] = (), defaults: dict[str, Any] 
         @functools.wraps(command)
         def wrapper(*args: Any, context: typer.Context, config_file: Path | None = None, **kwargs: Any) -> Any:
             options = {name: kwargs.pop(name) for name in taken}
-            config = config_from_options(context, options, config_file)
+            config, given = config_from_options(context, options, config_file)
+            if "data" in given and "data" in taken:  # before validate(), whose registry imports torch
+                refuse_missing_data(config.data)
+            config.validate()
             if wants_given:
-                from_file = TrainConfig.read_file(config_file) if config_file is not None else {}
-                kwargs["given"] = explicit_options(context, options) | set(from_file)
+                kwargs["given"] = given
             return command(*args, config=config, **kwargs)
 
         wrapper.__signature__ = inspect.Signature(kept + added)  # what typer reads
@@ -128,15 +130,28 @@ def with_config_options(exclude: tuple[str, ...] = (), defaults: dict[str, Any] 
     return decorate
 
 
+def refuse_missing_data(data_dir: str) -> None:
+    """A --data folder given but missing, or holding none of the competition's files, is refused
+    here, before the command imports torch: in 0.5 s, not 5 s. A --data left at its default is
+    checked later, where a --resume may read its folder from the run instead."""
+    from mmdigits.data import require_folder  # numpy only; --help stays without it
+
+    require_folder(Path(data_dir))
+
+
 def explicit_options(context: typer.Context, options: dict[str, Any]) -> set[str]:
     """The options typed on the command line (not left at their defaults)."""
     sources = {name: context.get_parameter_source(name) for name in options}
     return {name for name, source in sources.items() if source is not None and source.name != "DEFAULT"}
 
 
-def config_from_options(context: typer.Context, options: dict[str, Any], config_file: Path | None) -> TrainConfig:
-    """Options typed on the command line override the --config file, which overrides the defaults."""
+def config_from_options(
+    context: typer.Context, options: dict[str, Any], config_file: Path | None
+) -> tuple[TrainConfig, set[str]]:
+    """The config, not yet validated, and the options set on the command line or in the --config
+    file. Options typed on the command line override the file, which overrides the defaults."""
     values = TrainConfig.read_file(config_file) if config_file is not None else {}
     typed = explicit_options(context, options)
+    given = typed | set(values)
     values |= {name: value for name, value in options.items() if name in typed or name not in values}
-    return TrainConfig(**values).validate()
+    return TrainConfig(**values), given

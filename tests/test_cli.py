@@ -33,24 +33,45 @@ def test_help_runs_as_a_module():
 def test_the_entry_point_freezes_the_heap_when_a_command_ends(tmp_path):
     """Failed or not, a command leaves its objects to the operating system: the interpreter's last
     garbage collection over torch's heap cost 0.3-0.9 s a command (docs/benchmarks.md). Here the
-    data is missing while train's background import (runtime.import_while_loading) still runs:
-    the error stays one line."""
+    training images are unreadable while train's background import (runtime.import_while_loading)
+    still runs: the error stays one line."""
+    (tmp_path / "x_train_wr.npy").write_text("not an array")
     script = (
         "import gc, sys\n"
         "from mmdigits.cli import run\n"
-        "sys.argv = ['mmdigits', 'train', '--data', sys.argv[1]]\n"
+        "sys.argv = ['mmdigits', 'train', '--data', sys.argv[1], '--out', sys.argv[2]]\n"
         "try:\n"
         "    run()\n"
         "except SystemExit as done:\n"
         "    print(done.code, gc.get_freeze_count() > 0)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "missing")], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script, str(tmp_path), str(tmp_path / "run")], capture_output=True, text=True, timeout=60
     )
     assert done.stdout.split() == ["1", "True"], done.stderr
     assert done.stderr.strip().splitlines() == [
-        f"Error: {tmp_path / 'missing'}: no such folder (pass --data DIR with the competition files)"
+        f"Error: {tmp_path / 'x_train_wr.npy'}: a text file, not a .npy array (np.save writes one)"
     ]
+
+
+@pytest.mark.parametrize("command", ["train", "cv", "compare", "tune"])
+def test_a_missing_data_folder_is_refused_before_torch_loads(tmp_path, command):
+    """A mistyped --data is answered in half a second, not after torch's import (2-5 s)."""
+    script = (
+        "import sys\n"
+        "from mmdigits.cli import run\n"
+        "sys.argv = ['mmdigits', *sys.argv[1:]]\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit as done:\n"
+        "    print(done.code, 'torch' in sys.modules)\n"
+    )
+    missing = tmp_path / "missing"
+    done = subprocess.run(
+        [sys.executable, "-c", script, command, "--data", str(missing)], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["1", "False"], done.stderr
+    assert done.stderr.strip() == f"Error: {missing}: no such folder (pass --data DIR with the competition files)"
 
 
 def test_version_and_short_help():
