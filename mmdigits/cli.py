@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gc
 import importlib
+import inspect
 import os
 import signal
 import sys
@@ -50,13 +51,20 @@ lib = Library()
 
 def command(group: typer.Typer = app, name: str | None = None) -> Callable:
     """Register a command whose project errors become one line on stderr and an exit code (2
-    usage, 130 stopped, 1 the rest; MMDIGITS_DEBUG=1 shows the traceback instead), and whose
-    DataWarnings become `warning:` lines."""
+    usage, 130 stopped, 1 the rest; MMDIGITS_DEBUG=1 shows the traceback instead), whose
+    DataWarnings become `warning:` lines, and whose --data, if typed, is checked first."""
 
     def register(function: Callable) -> Callable:
+        signature = inspect.signature(function, eval_str=True)
+        takes_context = "context" in signature.parameters
+
         @functools.wraps(function)
-        def friendly(*args: Any, **kwargs: Any) -> Any:
-            try:
+        def friendly(*args: Any, context: typer.Context | None = None, **kwargs: Any) -> Any:
+            try:  # context: None where another command calls this one (demo), with --data its own
+                if context is not None and "data" in opt.explicit_options(context, kwargs):
+                    opt.refuse_missing_data(kwargs["data"])
+                if takes_context:
+                    kwargs["context"] = context
                 with data_warnings_as_lines():
                     return function(*args, **kwargs)
             except (MmdigitsError, KeyboardInterrupt) as error:
@@ -69,6 +77,11 @@ def command(group: typer.Typer = app, name: str | None = None) -> Callable:
                     typer.echo(f"Interrupted: {str(error) or 'quit at once'}", err=True)
                 raise typer.Exit(130 if stopped else 2 if isinstance(error, UsageError) else 1) from None
 
+        if not takes_context:  # typer passes the context to a parameter of that type
+            context = inspect.Parameter(
+                "context", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typer.Context
+            )
+            friendly.__signature__ = signature.replace(parameters=[*signature.parameters.values(), context])
         return group.command(name, cls=opt.Command)(friendly)
 
     return register

@@ -54,7 +54,7 @@ def test_the_entry_point_freezes_the_heap_when_a_command_ends(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("command", ["train", "cv", "compare", "tune"])
+@pytest.mark.parametrize("command", ["train", "cv", "compare", "tune", "predict", "evaluate", "tsne", "analyze"])
 def test_a_missing_data_folder_is_refused_before_torch_loads(tmp_path, command):
     """A mistyped --data is answered in half a second, not after torch's import (2-5 s)."""
     script = (
