@@ -156,8 +156,8 @@ def featurize(
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Turn a real picture and recording into the competition's 784 and 507 vectors."""
-    vectors = lib.predicting.featurize_pair(image, audio)
-    written = lib.predicting.write_pair(out, *vectors, overwrite=overwrite) if out is not None else []
+    vectors = lib.features.featurize_pair(image, audio)
+    written = lib.features.write_pair(out, *vectors, overwrite=overwrite) if out is not None else []
     show(*tables.featurize_lines(*vectors, written))
 
 

@@ -7,11 +7,14 @@ and `mmdigits featurize`, so that a user's own recordings look like the training
 from __future__ import annotations
 
 import warnings
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from mmdigits.artifacts import refuse_overwrite, save_npy
+from mmdigits.data import TEST_AUDIO, TEST_IMAGE
 from mmdigits.errors import DataError, DataWarning, MmdigitsError, kind_of_file, missing_file
 
 IMAGE_SIDE = 28
@@ -139,3 +142,27 @@ def read_spoken_digit(path: Path, stats: dict[str, np.ndarray]) -> np.ndarray:
             stacklevel=2,
         )
     return np.clip(features, 0.0, 1.0).astype(np.float32)
+
+
+def spoken_digit_table() -> dict[str, np.ndarray]:
+    """The shipped MFCC table: features (n, 39, 13) float16, labels, speakers, norm stats."""
+    asset = resources.files("mmdigits.assets").joinpath("spoken_digits.npz")
+    with asset.open("rb") as handle, np.load(handle, allow_pickle=False) as table:
+        return {key: table[key] for key in table.files}
+
+
+def featurize_pair(image: Path, audio: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A picture and a recording -> the competition's (784,) and (507,) vectors; no torch, whose import
+    made `mmdigits featurize` take 1.5 s longer (4.6-5.5 s against 3.0-3.6 s on 2 cores)."""
+    return read_digit_image(image), read_spoken_digit(audio, spoken_digit_table())
+
+
+def write_pair(out: Path, image_vector: np.ndarray, audio_vector: np.ndarray, overwrite: bool = False) -> list[Path]:
+    """One pair as x_test_wr.npy (1, 28, 28) and x_test_sp.npy (1, 507), float64 as the competition's;
+    a folder that holds test files already (a whole competition test set, perhaps) is refused
+    unless `overwrite`."""
+    refuse_overwrite(out, (TEST_IMAGE, TEST_AUDIO), overwrite, "test files")
+    return [
+        save_npy(out / TEST_IMAGE, image_vector.reshape(1, 28, 28).astype(np.float64)),
+        save_npy(out / TEST_AUDIO, audio_vector.reshape(1, 507).astype(np.float64)),
+    ]

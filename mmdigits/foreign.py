@@ -27,8 +27,8 @@ from scipy.fft import dct, idct
 from mmdigits import augment
 from mmdigits.data import Split
 from mmdigits.errors import UsageError
-from mmdigits.features import centre_digit
-from mmdigits.synth import CONDITIONS, held_out, mnist_like_sources, spoken_digit_table
+from mmdigits.features import centre_digit, spoken_digit_table
+from mmdigits.synth import CONDITIONS, held_out, mnist_like_sources
 
 TRAIN_PAIRS, TEST_PAIRS = 5600, 2000
 CONDITION_SHARES = (0.25, 0.25, 0.25, 0.25)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdigits import __version__, foreign, synth
+from mmdigits import __version__, features, foreign, synth
 from mmdigits.artifacts import refuse_overwrite, save_csv, save_npy, write_json
 from mmdigits.data import TEST_AUDIO, TEST_IMAGE, TEST_LABELS, TRAIN_AUDIO, TRAIN_IMAGE, TRAIN_LABELS, Split
 from mmdigits.errors import UsageError
@@ -51,7 +51,7 @@ def convert_audio(audio: np.ndarray, source: str, target: str) -> np.ndarray:
     so that a model can be tested on another profile in the units it was trained on."""
     if source == target:
         return audio
-    table = synth.spoken_digit_table()
+    table = features.spoken_digit_table()
     mean, std, low, high = (table[key].astype(np.float64) for key in ("mean", "std", "low", "high"))
     if target == "unit":
         return (((audio - mean) / std - low) / (high - low)).astype(np.float32)

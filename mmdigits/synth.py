@@ -10,7 +10,6 @@ speakers. Each pair gets a noise condition so that neither modality alone is eno
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ import torch
 from mmdigits import augment
 from mmdigits.data import CONDITIONS, Split
 from mmdigits.errors import UsageError
-from mmdigits.features import centre_digit
+from mmdigits.features import centre_digit, spoken_digit_table
 
 CONDITION_SHARES = (0.4, 0.2, 0.2, 0.2)
 TEST_SHARE = 0.2  # of source images and of speakers, held out for the test set
@@ -39,13 +38,6 @@ NOISE = {  # condition -> (image noise, audio noise)
     "audio_noisy": (Noise(), Noise(std=0.45, block=16)),
     "both_mild": (Noise(std=0.2, block=7), Noise(std=0.12, block=4)),
 }
-
-
-def spoken_digit_table() -> dict[str, np.ndarray]:
-    """The shipped MFCC table: features (n, 39, 13) float16, labels, speakers, norm stats."""
-    asset = resources.files("mmdigits.assets").joinpath("spoken_digits.npz")
-    with asset.open("rb") as handle, np.load(handle, allow_pickle=False) as table:
-        return {key: table[key] for key in table.files}
 
 
 def mnist_like_sources() -> tuple[np.ndarray, np.ndarray]:

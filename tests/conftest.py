@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,18 @@ def trained_run(tiny_data, tmp_path_factory) -> Path:
 def run_cli(*args: str):
     """Invoke the CLI in-process; returns typer's Result (exit_code, stdout, stderr)."""
     return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def run_cli_fresh(*args: str) -> tuple[subprocess.CompletedProcess, bool]:
+    """Run the CLI in a new interpreter; returns the finished process and whether torch was imported
+    (which in-process tests cannot tell: their interpreter has torch already)."""
+    script = (
+        "import atexit, sys\n"
+        "from mmdigits.cli import run\n"
+        "atexit.register(lambda: print('torch' in sys.modules, file=sys.stderr))\n"
+        "sys.argv = ['mmdigits', *sys.argv[1:]]\n"
+        "run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=120)
+    *said, torch_loaded = done.stderr.strip().splitlines() or [""]
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout, "\n".join(said)), torch_loaded == "True"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FAST_MODEL, run_cli
+from conftest import FAST_MODEL, run_cli, run_cli_fresh
 
 from mmdigits.errors import DataWarning
 from mmdigits.reporting import data_warnings_as_lines
@@ -73,20 +73,9 @@ def test_training_ends_without_a_report_of_leaks_where_torch_brings_triton(tiny_
 @pytest.mark.parametrize("command", ["train", "cv", "compare", "tune", "predict", "evaluate", "tsne", "analyze"])
 def test_a_missing_data_folder_is_refused_before_torch_loads(tmp_path, command):
     """A mistyped --data is answered in half a second, not after torch's import (2-5 s)."""
-    script = (
-        "import sys\n"
-        "from mmdigits.cli import run\n"
-        "sys.argv = ['mmdigits', *sys.argv[1:]]\n"
-        "try:\n"
-        "    run()\n"
-        "except SystemExit as done:\n"
-        "    print(done.code, 'torch' in sys.modules)\n"
-    )
     missing = tmp_path / "missing"
-    done = subprocess.run(
-        [sys.executable, "-c", script, command, "--data", str(missing)], capture_output=True, text=True, timeout=60
-    )
-    assert done.stdout.split() == ["1", "False"], done.stderr
+    done, torch_loaded = run_cli_fresh(command, "--data", missing)
+    assert (done.returncode, torch_loaded) == (1, False), done.stderr
     assert done.stderr.strip() == f"Error: {missing}: no such folder (pass --data DIR with the competition files)"
 
 

@@ -8,8 +8,9 @@ import pytest
 from conftest import run_cli
 
 from mmdigits.errors import UsageError
+from mmdigits.features import spoken_digit_table
 from mmdigits.profiles import make_dataset
-from mmdigits.synth import CONDITIONS, NOISE, spoken_digit_table
+from mmdigits.synth import CONDITIONS, NOISE
 
 
 def test_files_match_the_competition_format(tiny_data):
